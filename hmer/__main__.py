@@ -1,0 +1,5 @@
+import sys
+
+from hmer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""Where external data lives. Third-party data is never shipped; code finds it here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable naming the CROHME folder (layout: see data/README.md).
+CROHME_ENV = "HMER_CROHME"
+
+
+def crohme_root() -> Path | None:
+    """The CROHME folder: ``$HMER_CROHME``, else ``../shared/crohme`` beside the repository.
+
+    Returns None when neither exists, so callers (and tests) can say clearly what is missing.
+    """
+    env = os.environ.get(CROHME_ENV)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "crohme")
+    candidates.append(Path.cwd().parent / "shared" / "crohme")
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
