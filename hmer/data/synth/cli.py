@@ -1,0 +1,83 @@
+"""``hmer data synth`` (write a synthetic dataset) and ``hmer data preview`` (look at one).
+
+``register(data_subparsers)`` is called by ``hmer/cli/data.py`` with the subparsers of
+``hmer data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+
+def register(data_subparsers: argparse._SubParsersAction) -> None:
+    synth = data_subparsers.add_parser(
+        "synth",
+        help="write synthetic handwritten expressions as a BTTR layout (images + caption.txt)",
+        description="Sample expressions from a grammar (and recombine real formulas with "
+        "--corpus), write them as handwriting, render them like CROHME ink, and write "
+        "OUT/SPLIT/<name>.png + OUT/SPLIT/caption.txt. Same seed, same dataset, for any --workers.",
+    )
+    synth.add_argument("--n", type=int, required=True, help="number of expressions")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
+    )
+    synth.add_argument("--split", default="train", help="subfolder name (default train)")
+    synth.add_argument("--grammar", type=Path, help="YAML overriding grammar.yaml fields")
+    synth.add_argument(
+        "--corpus",
+        type=Path,
+        help="formulas to recombine: a caption file, a BTTR folder or an InkML folder",
+    )
+    synth.set_defaults(func=run_synth)
+
+    preview = data_subparsers.add_parser(
+        "preview", help="write a PNG contact sheet of a BTTR-layout dataset"
+    )
+    preview.add_argument("dir", type=Path, help="dataset folder (holding SPLIT/caption.txt)")
+    preview.add_argument("--split", default="train")
+    preview.add_argument("--n", type=int, default=16, help="images to show (default 16)")
+    preview.add_argument("--out", type=Path, help="PNG to write (default DIR/preview_SPLIT.png)")
+    preview.set_defaults(func=run_preview)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from hmer.data.datasets import write_bttr_layout
+    from hmer.data.synth.generate import generate_images
+    from hmer.data.synth.grammar import load_grammar
+    from hmer.data.synth.recombine import Recombiner, read_corpus
+
+    grammar = load_grammar(args.grammar)
+    corpus = None
+    if args.corpus is not None:
+        corpus = Recombiner(read_corpus(args.corpus), grammar.size["max_tokens"])
+        print(f"recombining {len(corpus.formulas)} formulas ({corpus.skipped} unusable skipped)")
+    began = time.perf_counter()
+    items = generate_images(args.n, args.seed, args.workers, grammar=grammar, corpus=corpus)
+    write_bttr_layout(items, args.out, args.split)
+    seconds = time.perf_counter() - began
+    rate = args.n / seconds if seconds > 0 else float("inf")
+    print(
+        f"wrote {args.n} expressions to {args.out / args.split} in {seconds:.1f} s ({rate:.0f}/s)"
+    )
+    return 0
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    import cv2
+
+    from hmer.data.datasets import atomic_write
+    from hmer.data.synth.preview import preview_grid, read_layout
+
+    samples = read_layout(args.dir, args.split, limit=args.n)
+    sheet = preview_grid([image for _, image, _ in samples], [c for _, _, c in samples])
+    out = args.out or args.dir / f"preview_{args.split}.png"
+    ok, png = cv2.imencode(".png", sheet)
+    assert ok, "PNG encoding of a uint8 image cannot fail"
+    atomic_write(out, png.tobytes())
+    print(f"wrote {out} ({len(samples)} images)")
+    return 0
