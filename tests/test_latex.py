@@ -1,0 +1,298 @@
+"""Specification of hmer.data.latex: raw LaTeX labels -> canonical tokens of the BTTR convention."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hmer.data.latex import ALIASES, DROPPED, normalize_latex, tokens_to_latex
+from hmer.data.vocab import CROHME_SYMBOLS
+from hmer.errors import LatexError
+
+FAST = settings(max_examples=200, deadline=None)
+
+
+def norm(raw: str) -> str:
+    return " ".join(normalize_latex(raw))
+
+
+# --- the canonical form ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        # tokens: commands, single characters (numbers split), braces, scripts
+        ("$\\sin\\theta \\neq 0$", "\\sin \\theta \\neq 0"),
+        ("1 + 16 = 17", "1 + 1 6 = 1 7"),
+        ("\\{ a \\}", "\\{ a \\}"),
+        ("$$x$$", "x"),
+        ("\\(x\\)", "x"),
+        # scripts and \frac / \sqrt arguments always braced
+        ("x^2", "x ^ { 2 }"),
+        ("x^{2}", "x ^ { 2 }"),
+        ("E^\\alpha", "E ^ { \\alpha }"),
+        ("x^{10}", "x ^ { 1 0 }"),
+        ("\\frac12", "\\frac { 1 } { 2 }"),
+        ("\\frac1{192}", "\\frac { 1 } { 1 9 2 }"),
+        ("\\frac \\theta {2i}", "\\frac { \\theta } { 2 i }"),
+        ("\\dfrac{a}{b}", "\\frac { a } { b }"),
+        ("\\sqrt 3", "\\sqrt { 3 }"),
+        ("\\sqrt\\pi", "\\sqrt { \\pi }"),
+        ("\\sqrt[3]{x}", "\\sqrt [ 3 ] { x }"),
+        ("\\sqrt[n+1]x", "\\sqrt [ n + 1 ] { x }"),
+        # a script's argument is a whole construct, as in TeX
+        ("2^\\frac{p}{p+1}", "2 ^ { \\frac { p } { p + 1 } }"),
+        ("r^{\\sqrt 5}", "r ^ { \\sqrt { 5 } }"),
+        ("x^\\mbox{ab}", "x ^ { a b }"),
+        # the order of sub/superscripts is kept (the convention keeps it)
+        ("x_i^2", "x _ { i } ^ { 2 }"),
+        ("x^2_i", "x ^ { 2 } _ { i }"),
+        ("{}^{14}C", "{ } ^ { 1 4 } C"),
+        ("^2", "^ { 2 }"),
+        # explicit braces are kept
+        ("x=[x]{+}f_x", "x = [ x ] { + } f _ { x }"),
+        ("\\frac{{2g}}{a}", "\\frac { { 2 g } } { a }"),
+        ("\\tan{\\alpha}", "\\tan { \\alpha }"),
+        # sizing, spacing and wrappers dropped
+        ("\\left( \\frac{1}{2} \\right)", "( \\frac { 1 } { 2 } )"),
+        ("\\left\\{ x \\right\\}", "\\{ x \\}"),
+        ("\\left. x \\right|", "x |"),
+        ("\\Bigg( a \\Bigg)", "( a )"),
+        ("299\\ 792\\,458\\!\\;\\quad 1", "2 9 9 7 9 2 4 5 8 1"),
+        ("\\int\\limits_a^b", "\\int _ { a } ^ { b }"),
+        ("\\mbox{T}^4", "T ^ { 4 }"),
+        ("\\mbox{Tr} A", "T r A"),
+        ("\\mathrm{gh}_{1}", "g h _ { 1 }"),
+        ("x\\hspace{1cm}y", "x y"),
+        # aliases unified
+        ("a \\lt b \\gt c", "a < b > c"),
+        ("x \\to 0", "x \\rightarrow 0"),
+        ("a \\ne b \\le c \\ge d", "a \\neq b \\leq c \\geq d"),
+        ("\\lbrace x \\rbrace \\lbrack y \\rbrack", "\\{ x \\} [ y ]"),
+        ("1 + \\dots", "1 + \\ldots"),
+        ("a=1...7", "a = 1 \\ldots 7"),
+        ("a_1 \\cdots a_n", "a _ { 1 } \\cdots a _ { n }"),
+        ("|x \\parallel y|", "| x | | y |"),
+        ("\\|x\\|", "| | x | |"),
+        ("a × b ≤ c", "a \\times b \\leq c"),
+        # primes
+        ("f'(x)", "f ^ { \\prime } ( x )"),
+        ("f^{'}(x)", "f ^ { \\prime } ( x )"),
+        ("f''", "f ^ { \\prime \\prime }"),
+        ("f'^2", "f ^ { \\prime 2 }"),
+        ("f'_1", "f ^ { \\prime } _ { 1 }"),
+        ("\\phi^\\prime", "\\phi ^ { \\prime }"),
+        # stray math delimiters (CROHME has them) and escaped specials
+        ("$\\left| $\\frac{a}{b} \\right|$", "| \\frac { a } { b } |"),
+        ("$a_0+a_1x", "a _ { 0 } + a _ { 1 } x"),
+        ("\\$5 + 10\\%", "\\$ 5 + 1 0 \\%"),
+        # commands it does not know are kept; one-argument accents are braced
+        ("\\epsilon + \\mathbb R", "\\epsilon + \\mathbb { R }"),
+        ("\\hat x", "\\hat { x }"),
+    ],
+)
+def test_canonical_form(raw: str, canonical: str) -> None:
+    assert norm(raw) == canonical
+
+
+def test_aliases_map_to_canonical_tokens_only() -> None:
+    targets = {token for values in ALIASES.values() for token in values}
+    assert not targets & set(ALIASES), "an alias target is itself an alias"
+    assert not targets & DROPPED
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("$ $", "empty"),
+        ("\\quad \\left. \\right.", "empty"),
+        ("{x", "missing '}'"),
+        ("x}", "'}' without"),
+        ("\\lim_{x \\to 1}} f", "'}' without"),
+        ("x^", "^ without its argument"),
+        ("x_}", "_ without its argument"),
+        ("x^_2", "^ without its argument"),
+        ("\\frac{1}", "\\frac without its argument"),
+        ("\\frac", "\\frac without its argument"),
+        ("\\sqrt", "\\sqrt without its argument"),
+        ("\\sqrt[3", "missing ']'"),
+        ("x^2^3", "double superscript"),
+        ("x_1_2", "double subscript"),
+        ("x^2'", "double superscript"),
+        ("a\\", "trailing backslash"),
+        ("\\begin{matrix}a\\end{matrix}", "environments"),
+        ("{" * 500 + "x" + "}" * 500, "nested more than 100 deep"),
+        ("\\sqrt" * 500 + "x", "nested more than 100 deep"),
+        ("x" + "^{x" * 500 + "}" * 500, "nested more than 100 deep"),
+    ],
+)
+def test_bad_labels_raise_latex_error_naming_the_source(raw: str, reason: str) -> None:
+    with pytest.raises(LatexError, match=re.escape(reason)) as info:
+        normalize_latex(raw, source="data/a.inkml")
+    assert info.value.source == "data/a.inkml"
+    assert str(info.value).startswith("data/a.inkml: ")
+
+
+def test_non_text_label_raises_latex_error() -> None:
+    with pytest.raises(LatexError, match="not text"):
+        normalize_latex(None, source="t.tsv")  # type: ignore[arg-type]
+
+
+# --- idempotence and fuzzing -------------------------------------------------------------------
+
+_SYMBOLS = ["x", "y", "2", "17", "\\alpha ", "\\sin ", "\\infty ", "+", "-", "=", "(", ")", "|"]
+_SYMBOLS += ["[", "]", ",", ".", "!", "\\lt ", "\\to ", "\\ldots ", "\\{", "\\}", "\\Pi ", "/"]
+_SPACES = st.sampled_from(["", " ", "  ", "\\,", " \\quad ", "\n"])
+_single = st.sampled_from(["x", "2", "\\alpha ", "\\pi ", "n"])
+
+
+@st.composite
+def _script_arg(draw, expr) -> str:
+    return draw(st.one_of(_single, expr.map(lambda e: "{" + e + "}")))
+
+
+def _expressions() -> st.SearchStrategy[str]:
+    """Raw LaTeX in the styles found in CROHME: braced or not, spaced or not, sized or not."""
+
+    def add_scripts(drawn: tuple[str, list[str], str, str, int]) -> str:
+        """``base`` then ``count`` of its two scripts, in the drawn order (``x^a_b``, ``x_b^a``)."""
+        base, order, first, second, count = drawn
+        scripts = [op + arg for op, arg in zip(order, (first, second), strict=True)]
+        return base + "".join(scripts[:count])
+
+    def extend(expr: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+        arg = _script_arg(expr)
+        base = st.one_of(
+            st.sampled_from(_SYMBOLS),
+            expr.map(lambda e: "{" + e + "}"),
+            st.tuples(arg, arg).map(lambda a: f"\\frac {a[0]}{a[1]}"),
+            arg.map(lambda a: f"\\sqrt {a}"),
+            st.tuples(_single, arg).map(lambda a: f"\\sqrt[{a[0]}]{a[1]}"),
+            expr.map(lambda e: f"\\left( {e} \\right)"),
+            st.sampled_from(["\\mbox{T}", "\\mathrm{gh}", "\\Big(", "f'", "\\frac 1 2"]),
+        )
+        scripted = st.tuples(base, st.permutations(["^", "_"]), arg, arg, st.integers(0, 2)).map(
+            add_scripts
+        )
+        return st.lists(st.tuples(_SPACES, scripted), min_size=1, max_size=4).map(
+            lambda parts: "".join(space + part for space, part in parts)
+        )
+
+    return st.recursive(st.sampled_from(_SYMBOLS), extend, max_leaves=12)
+
+
+def _check_canonical(tokens: list[str]) -> None:
+    """Properties every output has: no blanks in tokens, balanced braces, a fixed point."""
+    assert tokens and all(t and t.split() == [t] for t in tokens)
+    assert tokens.count("{") == tokens.count("}")
+    assert normalize_latex(" ".join(tokens)) == tokens
+    assert normalize_latex(tokens_to_latex(tokens)) == tokens
+
+
+@FAST
+@given(_expressions())
+def test_generated_expressions_normalize_idempotently(raw: str) -> None:
+    _check_canonical(normalize_latex(raw))
+
+
+_LATEXISH = st.lists(
+    st.one_of(
+        st.sampled_from(list("\\{}^_[]$'.,() a1x&%~#")),
+        st.sampled_from(["\\frac", "\\sqrt", "\\left", "\\right.", "\\mbox", "\\prime", "\\,"]),
+        st.characters(),
+    ),
+    max_size=30,
+).map("".join)
+
+
+@FAST
+@given(st.one_of(_LATEXISH, st.text(max_size=40)))
+def test_arbitrary_text_only_ever_raises_latex_error(raw: str) -> None:
+    try:
+        tokens = normalize_latex(raw, source="fuzz")
+    except LatexError as error:
+        assert error.source == "fuzz"
+        return
+    _check_canonical(tokens)
+
+
+# --- tokens_to_latex ---------------------------------------------------------------------------
+
+
+def test_tokens_to_latex_space_joins_canonical_tokens() -> None:
+    tokens = normalize_latex("\\frac{x^2}{\\sqrt[3]{y}}")
+    assert tokens_to_latex(tokens) == " ".join(tokens)
+
+
+def test_tokens_to_latex_balances_braces_of_decoder_output() -> None:
+    assert tokens_to_latex(["}", "x", "^", "{", "2"]) == "x ^ { 2 }"
+    assert tokens_to_latex(["\\frac", "{", "1", "}", "{", "{", "2", "}"]) == (
+        "\\frac { 1 } { { 2 } }"
+    )
+
+
+def test_matplotlib_mathtext_renders_every_crohme_token() -> None:
+    mathtext = pytest.importorskip("matplotlib.mathtext")
+    parser = mathtext.MathTextParser("agg")
+    contexts = {"\\frac": "{} {{ a }} {{ b }}", "\\sqrt": "{} [ 3 ] {{ x }}", "^": "x {} {{ 2 }}"}
+    contexts |= {"_": "x {} {{ 2 }}", "{": "{} x }}", "}": "{{ x {}"}
+    for token in CROHME_SYMBOLS:
+        latex = contexts.get(token, "{}").format(token)
+        parser.parse(f"${latex}$")  # raises ValueError when mathtext lacks something
+    parser.parse("$" + tokens_to_latex(normalize_latex("{}^{14}C f'' \\left| x \\right|")) + "$")
+
+
+# --- the real data -----------------------------------------------------------------------------
+
+_TRUTH = re.compile(r'<annotation\s+type="truth"\s*>(.*?)</annotation>', re.S)
+
+#: Official truths that are not valid LaTeX (an extra '}', a '\sqrt' without argument).
+BROKEN_TRUTHS = {"RIT_2014_191": "'}' without", "RIT_2014_216": "'}' without"}
+BROKEN_TRUTHS["RIT_2014_309"] = "\\sqrt without its argument"
+
+
+def read_truths(folder: Path) -> dict[str, str]:
+    """Expression-level truth (the first truth annotation) of every InkML file under ``folder``."""
+    truths = {}
+    for path in sorted(folder.rglob("*.inkml")):
+        match = _TRUTH.search(path.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            truths[path.stem] = html.unescape(match.group(1))
+    return truths
+
+
+@pytest.mark.crohme
+def test_2016_truth_reproduces_the_published_captions(crohme: Path) -> None:
+    truths = read_truths(crohme / "inkml" / "2016")
+    lines = (crohme / "bttr" / "2016" / "caption.txt").read_text(encoding="utf-8").splitlines()
+    captions = dict(line.split("\t", 1) for line in lines)
+    assert len(truths) == len(captions) == 1147 and truths.keys() == captions.keys()
+    agree = sum(normalize_latex(truths[name], name) == captions[name].split() for name in truths)
+    assert agree / len(truths) >= 0.99, f"agreement {agree}/{len(truths)}"
+
+
+@pytest.mark.crohme
+def test_every_official_truth_normalizes_except_the_broken_ones(crohme: Path) -> None:
+    truths = read_truths(crohme / "inkml")
+    assert len(truths) == 8835 + 986 + 1147 + 1199
+    failures = {}
+    for name, raw in truths.items():
+        try:
+            tokens = normalize_latex(raw, name)
+        except LatexError as error:
+            failures[name] = str(error)
+            continue
+        assert normalize_latex(" ".join(tokens)) == tokens, name
+    assert failures.keys() == BROKEN_TRUTHS.keys()
+    for name, reason in BROKEN_TRUTHS.items():
+        assert failures[name].startswith(f"{name}: {reason}")
