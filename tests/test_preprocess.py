@@ -1,0 +1,238 @@
+"""The one image path: whatever the picture, ink comes out 255 on 0, cropped, at glyph scale."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hmer.data.inkml import RenderConfig, render_traces
+from hmer.data.preprocess import (
+    PreprocessConfig,
+    glyph_height,
+    load_image,
+    preprocess,
+    to_grayscale,
+    to_tensor,
+)
+from hmer.errors import DataError
+
+
+def expression(count: int = 5, size: float = 10.0) -> list[np.ndarray]:
+    """Digit-like ink: rings and hooked bars of height ``size``."""
+    t = np.linspace(0, 2 * math.pi, 24)
+    traces = []
+    for i in range(count):
+        x0 = i * size * 1.2
+        if i % 2 == 0:
+            traces.append(
+                np.stack([x0 + size * 0.35 * (1 + np.cos(t)), size * 0.5 * (1 + np.sin(t))], 1)
+            )
+        else:
+            traces.append(np.array([[x0 + 2, 2], [x0 + 4, 0], [x0 + 4, size]]))
+    return traces
+
+
+@pytest.fixture(scope="module")
+def render() -> np.ndarray:
+    return render_traces(expression())
+
+
+def paper(render: np.ndarray) -> np.ndarray:
+    """The render as dark ink on white paper."""
+    return 255 - render
+
+
+def similar(a: np.ndarray, b: np.ndarray, tolerance: float = 0.15) -> bool:
+    """Same size within ``tolerance``, and ``a``'s ink mostly on (slightly dilated) ink of ``b``
+    once resized onto each other."""
+    if not all(abs(x / y - 1) <= tolerance for x, y in zip(a.shape, b.shape, strict=True)):
+        return False
+    b = cv2.resize(b, a.shape[::-1], interpolation=cv2.INTER_AREA)
+    ink_a, ink_b = a > 96, cv2.dilate((b > 96).astype(np.uint8), np.ones((3, 3))) > 0
+    return np.count_nonzero(ink_a & ink_b) >= 0.85 * np.count_nonzero(ink_a)
+
+
+def test_a_render_passes_nearly_unchanged(render: np.ndarray):
+    out = preprocess(render)
+    assert out.dtype == np.uint8 and out.ndim == 2
+    assert abs(out.shape[0] - render.shape[0]) <= 2 and abs(out.shape[1] - render.shape[1]) <= 2
+    assert similar(out, render, tolerance=0.05)
+    assert np.abs(out.astype(int).sum() - render.astype(int).sum()) < 0.05 * render.sum()
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["inverted", "rgb", "colored", "rgba", "uint16", "float", "bool", "channel"],
+)
+def test_ink_is_255_on_0_whatever_the_polarity_color_or_dtype(render: np.ndarray, variant: str):
+    ink = render.astype(np.float32) / 255.0
+    if variant == "inverted":
+        image = paper(render)
+    elif variant == "rgb":
+        image = np.repeat(paper(render)[:, :, None], 3, axis=2)
+    elif variant == "colored":  # blue ink on yellowish paper
+        ink3 = ink[:, :, None]
+        image = (np.array([240, 230, 170]) * (1 - ink3) + np.array([20, 40, 150]) * ink3).astype(
+            np.uint8
+        )
+    elif variant == "rgba":  # black ink on a transparent background
+        image = np.zeros((*render.shape, 4), np.uint8)
+        image[:, :, 3] = render
+    elif variant == "uint16":
+        image = paper(render).astype(np.uint16) * 257
+    elif variant == "float":
+        image = 1.0 - ink
+    elif variant == "bool":
+        image = render > 127
+    else:
+        image = render[:, :, None]
+    out = preprocess(image)
+    assert out.dtype == np.uint8 and out.ndim == 2
+    assert out.max() == 255
+    assert np.count_nonzero(out) < 0.5 * out.size  # ink is the minority, background 0
+    assert out[0].max() == 0 and out[-1].max() == 0
+    assert similar(out, preprocess(render), tolerance=0.1)
+
+
+def lit_and_noisy(render: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Dark ink on paper under a strong lighting gradient, with sensor noise."""
+    height, width = render.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    light = 0.5 + 0.5 * (xs / width) * (0.6 + 0.4 * ys / height)
+    noise = np.random.default_rng(seed).normal(0, 6, render.shape)
+    image = 235 * light * (1 - 0.8 * render / 255.0) + noise
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_uneven_lighting_and_noise(render: np.ndarray):
+    framed = cv2.copyMakeBorder(render, 60, 60, 150, 150, cv2.BORDER_CONSTANT, value=0)
+    out = preprocess(lit_and_noisy(framed))
+    assert similar(out, preprocess(render))
+
+
+def test_upscaled_copies_come_back_to_the_same_size(render: np.ndarray):
+    big = cv2.resize(paper(render), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    small_glyphs = render_traces(expression(), RenderConfig(symbol_height=14.0))
+    base = preprocess(render)
+    assert similar(base, preprocess(big))
+    assert similar(base, preprocess(small_glyphs))  # thicker strokes once enlarged
+    assert glyph_height(preprocess(big)) == pytest.approx(32.0, rel=0.08)
+
+
+def test_thick_strokes_are_thinned_to_the_target_width(render: np.ndarray):
+    thick = render_traces(expression(), RenderConfig(stroke_width=6.0))
+    mass = preprocess(thick).astype(np.int64).sum()
+    assert mass == pytest.approx(preprocess(render).astype(np.int64).sum(), rel=0.35)
+    kept = preprocess(thick, PreprocessConfig(stroke_width=None)).astype(np.int64).sum()
+    assert kept > 2 * mass
+    thin = render_traces(expression(), RenderConfig(stroke_width=1.0))
+    assert preprocess(thin).astype(np.int64).sum() > 1.3 * thin.astype(np.int64).sum()
+
+
+def test_crop_margin_and_minimum_size():
+    cfg = PreprocessConfig(margin=6, min_height=16, min_width=40)
+    canvas = np.zeros((300, 400), np.uint8)
+    cv2.line(canvas, (100, 150), (130, 150), 255, 2, cv2.LINE_AA)  # a lone minus sign
+    out = preprocess(canvas, cfg)
+    assert out.shape[0] >= 16 and out.shape[1] >= 40
+    assert out.shape[0] < 30
+    rows = np.flatnonzero(out.any(axis=1))
+    cols = np.flatnonzero(out.any(axis=0))
+    assert rows[0] >= 6 and cols[0] >= 6 and cols[-1] <= out.shape[1] - 7
+
+
+def test_size_limits_are_met_by_shrinking():
+    cfg = PreprocessConfig(max_height=64, max_width=256, max_area=64 * 200)
+    out = preprocess(render_traces(expression(30)), cfg)
+    assert out.shape[0] <= 64 and out.shape[1] <= 256 and out.size <= 64 * 200
+    # Thin strokes at the width limit get dilated: still within it.
+    thin = preprocess(render_traces(expression(150), RenderConfig(stroke_width=1.0)))
+    assert thin.shape[1] <= 1024
+
+
+def test_scale_normalization_can_be_turned_off(render: np.ndarray):
+    big = cv2.resize(render, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+    kept = preprocess(big, PreprocessConfig(normalize_scale=False))
+    assert abs(kept.shape[0] - (big.shape[0] - 2 * 4)) <= 2  # margins 8 -> 4, glyphs kept
+    assert preprocess(big).shape[0] < 0.7 * kept.shape[0]
+
+
+def test_huge_photo_is_handled_with_a_bounded_working_size():
+    photo = np.full((6000, 8000, 3), 230, np.uint8)
+    cv2.putText(photo, "x+2", (800, 3600), cv2.FONT_HERSHEY_SIMPLEX, 40, (30, 30, 60), 70)
+    out = preprocess(photo)
+    assert out.shape[0] <= 256 and out.shape[1] <= 1024
+    assert glyph_height(out) == pytest.approx(32.0, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((60, 200), np.uint8),
+        np.full((60, 200), 255, np.uint8),
+        np.full((60, 200, 3), 128, np.uint8),
+        np.clip(np.random.default_rng(0).normal(128, 10, (60, 200)), 0, 255).astype(np.uint8),
+        np.tile(np.linspace(0, 255, 200), (60, 1)).astype(np.uint8),
+    ],
+    ids=["black", "white", "gray", "noise", "gradient"],
+)
+def test_blank_images_are_a_clear_error(image: np.ndarray):
+    with pytest.raises(DataError, match="no ink"):
+        preprocess(image)
+
+
+@pytest.mark.parametrize("shape", [(0, 10), (10, 10, 2), (4, 4, 4, 4)])
+def test_non_images_are_data_errors(shape):
+    with pytest.raises(DataError):
+        to_grayscale(np.zeros(shape, np.uint8))
+
+
+def test_to_tensor_is_float_ink_one(render: np.ndarray):
+    tensor = to_tensor(render)
+    assert tensor.shape == (1, *render.shape) and tensor.dtype == torch.float32
+    assert tensor.max().item() == 1.0 and tensor.min().item() == 0.0
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tiff", ".webp"])
+def test_load_image_reads_common_formats(tmp_path: Path, render: np.ndarray, suffix: str):
+    path = tmp_path / f"img{suffix}"
+    assert cv2.imwrite(str(path), cv2.cvtColor(paper(render), cv2.COLOR_GRAY2BGR))
+    image = load_image(path)
+    assert image.shape[:2] == render.shape
+    assert similar(preprocess(image), preprocess(render))
+
+
+def test_load_image_keeps_rgba_order_and_alpha(tmp_path: Path, render: np.ndarray):
+    rgba = np.zeros((*render.shape, 4), np.uint8)
+    rgba[:, :, 0] = 200  # red ink
+    rgba[:, :, 3] = render
+    path = tmp_path / "ink.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    loaded = load_image(path)
+    assert loaded.shape == (*render.shape, 4) and loaded[:, :, 0].max() == 200
+    assert similar(preprocess(loaded), preprocess(render))
+
+
+def test_load_image_renders_inkml(tmp_path: Path):
+    points = ", ".join(f"{x} {y}" for x, y in [(0, 0), (5, 10), (10, 0)])
+    path = tmp_path / "v.inkml"
+    path.write_text(f"<ink><trace>{points}</trace></ink>")
+    image = load_image(path)
+    assert image.dtype == np.uint8 and image.max() == 255
+
+
+def test_load_image_errors_name_the_file(tmp_path: Path):
+    missing = tmp_path / "missing.png"
+    with pytest.raises(DataError, match="cannot read") as caught:
+        load_image(missing)
+    assert str(missing) in str(caught.value)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match="cannot decode") as caught:
+        load_image(corrupt)
+    assert caught.value.source == str(corrupt)
