@@ -1,0 +1,160 @@
+"""Decoding: cached == recomputed, beam 1 == greedy, batch == alone, deterministic, rescoring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hmer.decode import attention_maps, beam_search, greedy, nbest
+from hmer.model import HmerModel, ModelConfig, directional_sequences
+
+PAD, SOS, EOS = 0, 1, 2
+VOCAB = 12
+SIZES = [(40, 72), (33, 50), (48, 41)]
+
+
+@pytest.fixture(scope="module")
+def model() -> HmerModel:
+    """A random tiny model; its hypotheses end after 0 to ~6 tokens. Its BatchNorm statistics
+    come from a few images, so that its backbone does not map padding to zero by chance."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        growth_rate=8,
+        block_config=[2, 2, 2],
+        bn_size=2,
+        d_model=32,
+        nhead=4,
+        num_decoder_layers=2,
+        dim_feedforward=64,
+    )
+    model = HmerModel(cfg, VOCAB).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model.encode(torch.rand(4, 1, 40, 60))
+        model.decoder.head.weight.mul_(4)  # peakier distributions: fewer near-ties
+    model.eval()
+    return model
+
+
+def _image(size: tuple[int, int], seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(1, *size, generator=generator)
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    height, width = max(s[0] for s in SIZES), max(s[1] for s in SIZES)
+    images = torch.zeros(len(SIZES), 1, height, width)
+    mask = torch.ones(len(SIZES), height, width, dtype=torch.bool)
+    for i, (h, w) in enumerate(SIZES):
+        images[i, :, :h, :w] = _image((h, w), i)
+        mask[i, :h, :w] = False
+    return images, mask
+
+
+def _assert_same(a, b, atol=1e-4):
+    assert [h.tokens for h in a] == [h.tokens for h in b]
+    assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=atol)
+
+
+def _teacher_forced_logp(model, images, mask, index, tokens, direction) -> float:
+    memory, memory_mask = model.encode(images[index : index + 1], mask[index : index + 1])
+    ids = torch.tensor([tokens], dtype=torch.long).view(1, len(tokens))
+    inputs, targets = directional_sequences(ids, torch.tensor([len(tokens)]), direction)
+    logp = model.decoder(inputs, memory, memory_mask).log_softmax(-1)
+    return logp.gather(2, targets[:, :, None]).sum().item()
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_cached_search_equals_prefix_recomputation(model, batch, bidirectional):
+    kwargs = {"beam": 4, "max_len": 12, "bidirectional": bidirectional, "direction": "r2l"}
+    cached = nbest(model, *batch, **kwargs)
+    recomputed = nbest(model, *batch, use_cache=False, **kwargs)
+    for a, b in zip(cached, recomputed, strict=True):
+        _assert_same(a, b)
+
+
+@pytest.mark.parametrize("direction", ["l2r", "r2l"])
+def test_beam_of_one_is_greedy(model, batch, direction):
+    one = beam_search(model, *batch, beam=1, max_len=12, bidirectional=False, direction=direction)
+    _assert_same(one, greedy(model, *batch, max_len=12, direction=direction))
+    uncached = greedy(model, *batch, max_len=12, direction=direction, use_cache=False)
+    _assert_same(one, uncached)
+
+
+def test_a_batch_decodes_like_each_image_alone(model, batch):
+    together = beam_search(model, *batch, max_len=12)  # beam 10, bidirectional
+    alone = [
+        beam_search(model, _image(s, i)[None], None, max_len=12)[0] for i, s in enumerate(SIZES)
+    ]
+    _assert_same(together, alone)
+    greedy_alone = [greedy(model, _image(s, i)[None], max_len=12)[0] for i, s in enumerate(SIZES)]
+    _assert_same(greedy(model, *batch, max_len=12), greedy_alone)
+
+
+def test_decoding_is_deterministic(model, batch):
+    first = nbest(model, *batch, beam=5, max_len=12)
+    assert nbest(model, *batch, beam=5, max_len=12) == first
+
+
+def test_rescoring_only_reorders_ended_hypotheses(model, batch):
+    both = nbest(model, *batch, beam=4, max_len=12)
+    one_way = {
+        d: nbest(model, *batch, beam=4, max_len=12, bidirectional=False, direction=d)
+        for d in ("l2r", "r2l")
+    }
+    best = beam_search(model, *batch, beam=4, max_len=12)
+    for i, hyps in enumerate(both):
+        candidates = {tuple(h.tokens) for d in one_way for h in one_way[d][i]}
+        assert {tuple(h.tokens) for h in hyps} == candidates
+        assert best[i] == hyps[0]
+        scores = [h.score for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        with torch.no_grad():
+            for h in hyps[:3]:  # combined score: mean of both directions' log p, per token
+                logps = [_teacher_forced_logp(model, *batch, i, h.tokens, d) for d in one_way]
+                assert h.score == pytest.approx(sum(logps) / 2 / (len(h.tokens) + 1), abs=1e-4)
+
+
+def test_one_way_scores_are_length_normalized_log_probabilities(model, batch):
+    for direction in ("l2r", "r2l"):
+        found = nbest(model, *batch, beam=3, max_len=12, bidirectional=False, direction=direction)
+        with torch.no_grad():
+            for i, hyps in enumerate(found):
+                for h in hyps:
+                    logp = _teacher_forced_logp(model, *batch, i, h.tokens, direction)
+                    assert h.score * (len(h.tokens) + 1) == pytest.approx(logp, abs=1e-4)
+
+
+def test_max_len_ends_every_search(model, batch):
+    with torch.no_grad():
+        saved = model.decoder.head.bias.clone()
+        model.decoder.head.bias[[SOS, EOS]] = -1e4  # no hypothesis can end by itself
+    try:
+        results = nbest(model, *batch, beam=3, max_len=5)
+        greedy_results = greedy(model, *batch, max_len=5)
+    finally:
+        with torch.no_grad():
+            model.decoder.head.bias.copy_(saved)
+    assert all(len(hyps) >= 1 for hyps in results)
+    assert all(len(h.tokens) == 5 for hyps in results for h in hyps)
+    assert all(len(h.tokens) == 5 for h in greedy_results)
+
+
+def test_specials_are_never_emitted(model, batch):
+    for hyps in nbest(model, *batch, beam=6, max_len=12):
+        assert all(t > EOS for h in hyps for t in h.tokens)
+
+
+@pytest.mark.parametrize("direction", ["l2r", "r2l"])
+def test_attention_maps_are_distributions_on_the_grid(model, batch, direction):
+    images, mask = batch
+    tokens = [5, 6, 7, 8]
+    maps = attention_maps(model, images[2], mask[2], tokens, direction)
+    h, w = model.encoder.backbone.output_size(*images.shape[-2:])
+    assert maps.shape == (4, h, w)
+    assert torch.allclose(maps.sum((1, 2)), torch.ones(4), atol=1e-5)
+    valid_h, valid_w = model.encoder.backbone.output_size(*SIZES[2])
+    assert maps[:, valid_h:].abs().sum() == 0 and maps[:, :, valid_w:].abs().sum() == 0
+    alone = attention_maps(model, _image(SIZES[2], 2), None, tokens, direction)
+    assert torch.allclose(maps[:, :valid_h, :valid_w], alone, atol=1e-5)
