@@ -3,7 +3,6 @@ grammar configs are validated, and ``hmer data synth`` writes a readable BTTR la
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 
@@ -333,12 +332,9 @@ def test_all_crohme_test_truth_can_be_recombined_and_drawn(crohme):
 
 
 def run_cli(argv: list[str]) -> int:
-    from hmer.data.synth.cli import register
+    from hmer.cli import main
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(["data", *argv])
 
 
 def test_synth_command_writes_a_bttr_layout_that_reads_back(tmp_path):
@@ -354,5 +350,6 @@ def test_synth_command_writes_a_bttr_layout_that_reads_back(tmp_path):
         assert tokens.split() == expected[name]
         image = cv2.imread(str(out / "train" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
         assert image is not None and image.ndim == 2 and image.max() > 0
-    assert run_cli(["preview", str(out), "--n", "4"]) == 0
-    assert cv2.imread(str(out / "preview_train.png")) is not None
+    sheet = tmp_path / "preview.png"
+    assert run_cli(["preview", str(out), "--split", "train", "--n", "4", "--out", str(sheet)]) == 0
+    assert cv2.imread(str(sheet)) is not None

@@ -3,6 +3,7 @@
 hmer data render INKML_DIR OUT_DIR      # OUT_DIR/<split>/<name>.png + caption.txt
 hmer data stats PATH [--split S]        # counts, vocabulary coverage, size distributions
 hmer data preview PATH --out grid.png   # originals and augmented samples
+hmer data synth --n N --out DIR         # synthetic handwriting (hmer/data/synth)
 """
 
 from __future__ import annotations
@@ -144,3 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("--seed", type=int, default=0, help="which samples and augmentations")
     preview.add_argument("--workers", type=_workers, default=0, help="processes (0)")
     preview.set_defaults(func=_preview)
+
+    from hmer.data.synth.cli import register as register_synth
+
+    register_synth(data_subparsers)

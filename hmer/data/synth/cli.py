@@ -1,4 +1,4 @@
-"""``hmer data synth`` (write a synthetic dataset) and ``hmer data preview`` (look at one).
+"""``hmer data synth``: write a synthetic dataset (look at it with ``hmer data preview``).
 
 ``register(data_subparsers)`` is called by ``hmer/cli/data.py`` with the subparsers of
 ``hmer data``.
@@ -35,15 +35,6 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
     )
     synth.set_defaults(func=run_synth)
 
-    preview = data_subparsers.add_parser(
-        "preview", help="write a PNG contact sheet of a BTTR-layout dataset"
-    )
-    preview.add_argument("dir", type=Path, help="dataset folder (holding SPLIT/caption.txt)")
-    preview.add_argument("--split", default="train")
-    preview.add_argument("--n", type=int, default=16, help="images to show (default 16)")
-    preview.add_argument("--out", type=Path, help="PNG to write (default DIR/preview_SPLIT.png)")
-    preview.set_defaults(func=run_preview)
-
 
 def run_synth(args: argparse.Namespace) -> int:
     from hmer.data.datasets import write_bttr_layout
@@ -64,20 +55,4 @@ def run_synth(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.n} expressions to {args.out / args.split} in {seconds:.1f} s ({rate:.0f}/s)"
     )
-    return 0
-
-
-def run_preview(args: argparse.Namespace) -> int:
-    import cv2
-
-    from hmer.data.datasets import atomic_write
-    from hmer.data.synth.preview import preview_grid, read_layout
-
-    samples = read_layout(args.dir, args.split, limit=args.n)
-    sheet = preview_grid([image for _, image, _ in samples], [c for _, _, c in samples])
-    out = args.out or args.dir / f"preview_{args.split}.png"
-    ok, png = cv2.imencode(".png", sheet)
-    assert ok, "PNG encoding of a uint8 image cannot fail"
-    atomic_write(out, png.tobytes())
-    print(f"wrote {out} ({len(samples)} images)")
     return 0
