@@ -1,0 +1,269 @@
+"""One typed configuration for a run: YAML file + dotted command-line overrides, via omegaconf.
+
+``Config`` composes the dataclasses owned by each part of the code (rendering, preprocessing,
+augmentation, model) with the engine's own (data, train, decode). Every key is checked against
+those dataclasses: an unknown key or a value of the wrong type is a ``ConfigError`` naming it.
+
+    cfg = load_config("configs/tiny.yaml", ["model.d_model=128", "train.batch_pixels=2e6"])
+    save_config(cfg, run_dir / "config.yaml")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, IntegerNode, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hmer.data.augment import AugmentConfig
+from hmer.data.inkml import RenderConfig
+from hmer.data.preprocess import PreprocessConfig
+from hmer.errors import ConfigError
+from hmer.model.hmer_model import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they reach the model.
+
+    ``train`` / ``test``: ``"crohme"`` (the official InkML under ``hmer.paths.crohme_root()``) or a
+    path that ``hmer.data.datasets.load_samples`` understands (InkML folder, BTTR folder or zip,
+    image folder + table); ``*_split`` names the split inside it.
+    """
+
+    train: str = "crohme"
+    train_split: str | None = "train"
+    test: str = "crohme"
+    test_splits: list[str] = field(default_factory=lambda: ["2014", "2016", "2019"])
+    #: Held-out share of the training samples that selects checkpoints (fixed seed: same slice
+    #: on every run with the same data). Test splits never select anything.
+    val_fraction: float = 0.05
+    val_seed: int = 0
+    #: Validate on the training samples themselves (sanity checks on tiny data only).
+    val_on_train: bool = False
+    #: Load only the first ``limit`` listed training items (quick runs); validation comes
+    #: out of those.
+    limit: int | None = None
+    #: Load only the first ``test_limit`` items of each test split (rehearsals of a run).
+    test_limit: int | None = None
+    #: ``"crohme"`` (built-in symbol set) or ``"data"`` (the tokens of the training samples).
+    vocab: str = "crohme"
+    #: Processes rendering / preprocessing samples into RAM once (None: all cores; 0: in-process).
+    load_workers: int | None = None
+    cache_dir: str | None = None
+    augment: bool = True
+    #: Padded batch sides are rounded up to this: fewer distinct shapes for cuDNN / compile.
+    pad_multiple: int = 1
+    #: DataLoader workers: they only augment and convert to tensors.
+    num_workers: int = 2
+    pin_memory: bool = True
+    persistent_workers: bool = True
+    prefetch_factor: int = 4
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop. Steps are optimizer steps; batch sizes are global per rank."""
+
+    seed: int = 0
+    #: ``"auto"`` (CUDA when available), ``"cuda"`` or ``"cpu"``.
+    device: str = "auto"
+    #: ``"bf16"`` autocast on CUDA (CPU always runs fp32) or ``"fp32"``.
+    precision: str = "bf16"
+    channels_last: bool = False
+    compile: bool = False
+    #: cuDNN autotuning per input shape: pays off when shapes repeat (see data.pad_multiple).
+    cudnn_benchmark: bool = False
+    #: ``"adamw"`` (fused on CUDA) or ``"adadelta"`` (BTTR's choice).
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_steps: int = 200
+    #: The cosine decays from ``lr`` to ``lr * min_lr_ratio`` at the planned last step.
+    min_lr_ratio: float = 0.01
+    #: Max global gradient norm; 0 disables clipping.
+    grad_clip: float = 1.0
+    #: Pixel cap of one batch per rank: sum over the batch of padded H*W.
+    batch_pixels: int = 1_000_000
+    max_batch: int = 64
+    epochs: int = 10
+    #: Planned optimizer steps; overrides ``epochs`` when set.
+    max_steps: int | None = None
+    #: Wall-clock budget for the whole run (``"90s"``, ``"8m"``, ``"1h"``): the step count is
+    #: planned from measured throughput so training, final evaluation and saving fit in it.
+    time_budget: str | None = None
+    #: Untimed steps (compilation, allocator warm-up) before throughput is measured.
+    budget_warmup_steps: int = 10
+    budget_measure_steps: int = 20
+    #: Seconds reserved for the final test evaluation; None estimates it from measured decoding.
+    eval_reserve_s: float | None = None
+    #: Fraction of the budget kept free for the unforeseen (data-loader stalls, slow saves).
+    budget_safety: float = 0.05
+    ema: bool = False
+    ema_decay: float = 0.999
+    log_every: int = 50
+    #: Greedy validation every this many steps (0: only at the end).
+    val_every: int = 1000
+    #: ``last.pt`` every this many steps (0: only at the end and on SIGTERM/SIGINT).
+    ckpt_every: int = 1000
+    progress: bool = True
+    #: Evaluate the test splits with beam search at the end of training.
+    final_test: bool = True
+
+
+@dataclass
+class DecodeConfig:
+    """Decoding for validation (greedy) and the final test evaluation (beam search)."""
+
+    beam: int = 10
+    max_len: int = 200
+    length_penalty: float = 1.0
+    bidirectional: bool = True
+    #: Pixel cap and size cap of evaluation batches.
+    batch_pixels: int = 2_000_000
+    max_batch: int = 64
+
+
+@dataclass
+class Config:
+    render: RenderConfig = field(default_factory=RenderConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+_SCHEMA: DictConfig | None = None
+
+
+def _schema() -> DictConfig:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = OmegaConf.structured(Config)
+    return _SCHEMA
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults <- YAML file at ``path`` (None: defaults only) <- dotted ``overrides``.
+
+    ``overrides`` look like ``model.d_model=128`` or ``data.test_splits=[2014,2016]``.
+    """
+    layers: list[tuple[Any, str]] = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            layers.append((OmegaConf.load(path), str(path)))
+        except Exception as error:
+            raise ConfigError(f"{path}: not a valid YAML config: {error}") from error
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+        try:
+            layers.append((OmegaConf.from_dotlist([item]), f"override {item!r}"))
+        except Exception as error:
+            raise ConfigError(f"override {item!r}: {error}") from error
+    return _merge(layers)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
+    """A ``Config`` from a plain dict (as saved in checkpoints), checked like a YAML file."""
+    return _merge([(OmegaConf.create(dict(data)), source)])
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain Python types only: safe for ``torch.save`` + ``weights_only`` loading and YAML."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """``cfg`` with dotted ``overrides`` applied (used on resume)."""
+    layers = [(OmegaConf.create(config_to_dict(cfg)), "config")]
+    layers += [(OmegaConf.from_dotlist([item]), f"override {item!r}") for item in overrides]
+    return _merge(layers)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write the fully resolved config as YAML (atomically); ``load_config`` reads it back."""
+    from hmer.engine.checkpoint import atomic_write_text
+
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
+    return Path(path)
+
+
+def _merge(layers: Sequence[tuple[Any, str]]) -> Config:
+    merged = _schema()
+    for layer, source in layers:
+        _coerce_integral_floats(layer, merged)
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as error:
+            raise ConfigError(_describe(error, source, merged)) from error
+    try:
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as error:
+        raise ConfigError(_describe(error, "config", merged)) from error
+
+
+def _coerce_integral_floats(layer: Any, schema: DictConfig) -> None:
+    """Accept ``2e6`` for an integer field (YAML reads it as a float): it is clearly meant."""
+    if not isinstance(layer, DictConfig):
+        return
+    for key in list(layer.keys()):
+        value = layer._get_node(key)
+        target = schema._get_node(key) if key in schema else None
+        if isinstance(value, DictConfig) and isinstance(target, DictConfig):
+            _coerce_integral_floats(value, target)
+            continue
+        raw = None if isinstance(value, DictConfig) else layer[key]
+        if isinstance(raw, float) and raw.is_integer() and isinstance(target, IntegerNode):
+            layer[key] = int(raw)
+
+
+def _describe(error: OmegaConfBaseException, source: str, schema: DictConfig) -> str:
+    key = getattr(error, "full_key", None) or ""
+    message = str(error).splitlines()[0]
+    if "not in" in message or type(error).__name__ == "ConfigKeyError":
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.select(schema, parent) if parent else schema
+        known = sorted(node.keys()) if isinstance(node, DictConfig) else []
+        return f"{source}: unknown config key {key!r}" + (
+            f" (known keys under {parent or 'the top level'}: {', '.join(map(str, known))})"
+            if known
+            else ""
+        )
+    return f"{source}: bad value for {key or 'config'}: {message}"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(h|ms|m|s)?", re.IGNORECASE)
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, None: 1.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds in ``"90s"``, ``"8m"``, ``"1h"``, ``"1h30m"``, ``"2.5m"`` or a bare number."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        compact = text.strip().replace(" ", "")
+        pos, seconds = 0, 0.0
+        while pos < len(compact):
+            match = _DURATION.match(compact, pos)
+            if match is None or match.end() == pos:
+                raise ConfigError(f"bad duration {text!r}: use e.g. 90s, 8m, 1h, 1h30m")
+            unit = match.group(2).lower() if match.group(2) else None
+            seconds += float(match.group(1)) * _UNIT_SECONDS[unit]
+            pos = match.end()
+        if not compact:
+            raise ConfigError("empty duration: use e.g. 90s, 8m, 1h")
+    if seconds <= 0:
+        raise ConfigError(f"duration {text!r} must be positive")
+    return seconds

@@ -1,0 +1,301 @@
+"""Score a model on samples: greedy (cheap, for validation) or beam search (the final test numbers).
+
+Samples are decoded in pixel-capped batches of similar sizes; under torchrun each rank decodes
+its share and the predictions are gathered, so every rank returns the same full result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hmer.engine import distributed
+
+if TYPE_CHECKING:
+    from hmer.config import DecodeConfig
+    from hmer.data.datasets import Sample
+    from hmer.data.vocab import Vocab
+
+
+@dataclass
+class EvalResult:
+    """One split scored: ``metrics`` has ``exprate``, ``le1``, ``le2`` (in %) and ``count``."""
+
+    split: str
+    method: str
+    metrics: dict[str, float]
+    predictions: list[list[str]]
+    rows: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when asked for; fp32 everywhere else."""
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def eval_batches(samples: Sequence[Sample], batch_pixels: int, max_batch: int) -> list[list[int]]:
+    """Indices of ``samples`` grouped into pixel-capped batches of similar image sizes."""
+    from hmer.data.batching import BucketBatchSampler
+
+    sizes = [tuple(s.image.shape[:2]) for s in samples]
+    sampler = BucketBatchSampler(sizes, max_pixels=batch_pixels, max_batch=max_batch, shuffle=False)
+    return [list(batch) for batch in sampler]
+
+
+@torch.no_grad()
+def decode_samples(
+    model: torch.nn.Module,
+    samples: Sequence[Sample],
+    vocab: Vocab,
+    cfg: DecodeConfig,
+    *,
+    method: str = "beam",
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    max_len: int | None = None,
+    batch_pixels: int | None = None,
+    max_batch: int | None = None,
+    progress: bool = False,
+) -> list[list[str]]:
+    """Predicted token lists, in the order of ``samples``; ``method`` is ``"greedy"`` or ``"beam"``.
+
+    Under torchrun every rank decodes ``samples[rank::world_size]`` and all ranks get all results.
+    """
+    from hmer.data.batching import collate
+    from hmer.data.preprocess import to_tensor
+    from hmer.decode import beam_search, greedy
+
+    if method not in ("greedy", "beam"):
+        raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+    device = torch.device(device)
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    mine = list(range(rank, len(samples), world))
+    batches = eval_batches(
+        [samples[i] for i in mine],
+        batch_pixels or cfg.batch_pixels,
+        max_batch or cfg.max_batch,
+    )
+    limit = max_len or cfg.max_len
+    was_training = model.training
+    model.eval()
+    local: dict[int, list[str]] = {}
+    bar = None
+    if progress and distributed.is_main():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine), desc=f"decode ({method})", unit="expr", leave=False)
+    try:
+        for batch_idx in batches:
+            chosen = [mine[i] for i in batch_idx]
+            batch = collate(
+                [(to_tensor(samples[i].image), [], samples[i].name) for i in chosen], vocab.pad_id
+            ).to(device, non_blocking=True)
+            with autocast(device, precision):
+                if method == "greedy":
+                    hyps = greedy(model, batch.images, batch.image_mask, max_len=limit)
+                else:
+                    hyps = beam_search(
+                        model,
+                        batch.images,
+                        batch.image_mask,
+                        beam=cfg.beam,
+                        max_len=limit,
+                        length_penalty=cfg.length_penalty,
+                        bidirectional=cfg.bidirectional,
+                    )
+            for index, hyp in zip(chosen, hyps, strict=True):
+                local[index] = vocab.decode(hyp.tokens)
+            if bar is not None:
+                bar.update(len(chosen))
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    merged: dict[int, list[str]] = {}
+    for part in distributed.all_gather_objects(local):
+        merged.update(part)
+    return [merged[i] for i in range(len(samples))]
+
+
+def evaluate_samples(
+    model: torch.nn.Module,
+    samples: Sequence[Sample],
+    vocab: Vocab,
+    cfg: DecodeConfig,
+    *,
+    split: str,
+    method: str = "beam",
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    max_len: int | None = None,
+    batch_pixels: int | None = None,
+    max_batch: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Decode ``samples`` and score them against their canonical tokens (ExpRate, <=1, <=2)."""
+    from hmer.metrics import exprate, expression_table
+
+    start = time.perf_counter()
+    predictions = decode_samples(
+        model,
+        samples,
+        vocab,
+        cfg,
+        method=method,
+        device=device,
+        precision=precision,
+        max_len=max_len,
+        batch_pixels=batch_pixels,
+        max_batch=max_batch,
+        progress=progress,
+    )
+    truths = [list(s.tokens) for s in samples]
+    metrics = {
+        k: int(v) if k == "count" else float(v) for k, v in exprate(predictions, truths).items()
+    }
+    rows = expression_table([s.name for s in samples], truths, predictions)
+    return EvalResult(
+        split=split,
+        method=method,
+        metrics=metrics,
+        predictions=predictions,
+        rows=list(rows),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def rows_to_tsv(rows: Sequence[Any]) -> str:
+    """Per-expression rows (dataclasses, dicts or tuples from ``expression_table``) as TSV text."""
+    records = [_as_record(row) for row in rows]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    if records and isinstance(records[0], dict):
+        header = list(records[0])
+        writer.writerow(header)
+        writer.writerows([[_cell(r.get(k)) for k in header] for r in records])
+    else:
+        writer.writerows([[_cell(v) for v in r] for r in records])
+    return out.getvalue()
+
+
+def _as_record(row: Any) -> Any:
+    if is_dataclass(row) and not isinstance(row, type):
+        return asdict(row)
+    if hasattr(row, "_asdict"):
+        return row._asdict()
+    return row
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def write_results(
+    out_dir: str | Path, results: Sequence[EvalResult], extra: dict[str, Any] | None = None
+) -> Path:
+    """``out_dir/results.json`` (metrics per split) + ``out_dir/predictions_<split>.tsv``."""
+    from hmer.engine.checkpoint import atomic_write_text
+
+    out_dir = Path(out_dir)
+    for result in results:
+        atomic_write_text(out_dir / f"predictions_{result.split}.tsv", rows_to_tsv(result.rows))
+    summary: dict[str, Any] = dict(extra or {})
+    summary["splits"] = {
+        r.split: {**r.metrics, "method": r.method, "seconds": round(r.seconds, 3)} for r in results
+    }
+    path = out_dir / "results.json"
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def format_table(results: Sequence[EvalResult]) -> str:
+    """The familiar table: one row per split, ExpRate / <=1 / <=2 in %."""
+    lines = [f"{'split':<10} {'method':<8} {'count':>6} {'ExpRate':>8} {'<=1':>7} {'<=2':>7}"]
+    for r in results:
+        m = r.metrics
+        lines.append(
+            f"{r.split:<10} {r.method:<8} {int(m.get('count', 0)):>6} "
+            f"{m['exprate']:>8.2f} {m['le1']:>7.2f} {m['le2']:>7.2f}"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    data: str | Path | None = None,
+    splits: Sequence[str] = ("2014", "2016", "2019"),
+    beam: int | None = None,
+    greedy_only: bool = False,
+    batch_size: int | None = None,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[EvalResult]:
+    """Load ``checkpoint`` and score it on each of ``splits`` under ``data``.
+
+    ``data`` defaults to the CROHME InkML folder (``crohme_root()/inkml``); images are rendered and
+    preprocessed with the checkpoint's own config, i.e. exactly as in training. Predictions go
+    to ``out_dir`` (default: beside the checkpoint) as TSV, with ``results.json``.
+    ``workers``: processes rendering InkML (None: all cores).
+    """
+    from hmer.data.datasets import load_samples
+    from hmer.engine.checkpoint import load_model
+    from hmer.engine.distributed import resolve_device
+    from hmer.errors import DataError
+    from hmer.paths import crohme_root
+
+    dev = resolve_device(device)
+    model, vocab, config = load_model(checkpoint, dev)
+    if beam is not None:
+        config.decode.beam = beam
+    if data is None:
+        root = crohme_root()
+        if root is None:
+            raise DataError("no --data given and no CROHME folder found (set HMER_CROHME)")
+        data = root / "inkml"
+    results = []
+    for split in splits:
+        samples, _ = load_samples(
+            data,
+            split,
+            render=config.render,
+            preprocess=config.preprocess,
+            workers=(os.cpu_count() or 1) if workers is None else workers,
+        )
+        if not samples:
+            raise DataError(f"no samples for split {split!r}", source=str(data))
+        result = evaluate_samples(
+            model,
+            samples,
+            vocab,
+            config.decode,
+            split=split,
+            method="greedy" if greedy_only else "beam",
+            device=dev,
+            precision=config.train.precision,
+            max_batch=batch_size,
+            progress=progress,
+        )
+        results.append(result)
+    out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
+    write_results(out_dir, results, extra={"checkpoint": str(checkpoint), "data": str(data)})
+    return results

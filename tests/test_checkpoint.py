@@ -1,0 +1,156 @@
+"""The one checkpoint format: atomic writes, safe loading, clear errors, small fp16 exports."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hmer.config import config_to_dict, load_config
+from hmer.data.vocab import Vocab
+from hmer.engine.checkpoint import (
+    FORMAT,
+    atomic_open,
+    export_weights,
+    load_checkpoint,
+    load_model,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from hmer.engine.train import build_model
+from hmer.errors import CheckpointError
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    cfg = load_config(TINY)
+    torch.manual_seed(0)
+    return build_model(cfg, Vocab.crohme()).eval(), cfg
+
+
+@pytest.fixture
+def checkpoint(tiny_model, tmp_path) -> Path:
+    model, cfg = tiny_model
+    return save_checkpoint(
+        tmp_path / "model.pt",
+        model=model.state_dict(),
+        config=config_to_dict(cfg),
+        vocab=Vocab.crohme().to_dict(),
+        meta={"step": 7},
+        train_state={"step": 7, "rng": [rng_state()]},
+    )
+
+
+def test_round_trip_through_load_model(checkpoint, tiny_model):
+    model, cfg = tiny_model
+    loaded, vocab, config = load_model(checkpoint, "cpu")
+    assert vocab == Vocab.crohme() and config == cfg
+    assert not loaded.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    payload = load_checkpoint(checkpoint, need_train_state=True)
+    assert payload["format"] == FORMAT and payload["meta"]["step"] == 7
+    assert payload["code_version"]
+
+
+def test_export_writes_small_fp16_weights_that_load_model_reads(checkpoint, tiny_model, tmp_path):
+    model, _ = tiny_model
+    out = export_weights(checkpoint, tmp_path / "weights.pt")
+    payload = torch.load(out, weights_only=True)
+    assert "train_state" not in payload
+    floats = [v for v in payload["model"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    assert out.stat().st_size < 0.6 * checkpoint.stat().st_size
+
+    loaded, _, _ = load_model(out, "cpu")
+    images = torch.rand(2, 1, 32, 64)
+    mask = torch.zeros(2, 32, 64, dtype=torch.bool)
+    with torch.no_grad():
+        ours = model.encode(images, mask)[0]
+        theirs = loaded.encode(images, mask)[0]
+    assert next(loaded.parameters()).dtype == torch.float32  # fp16 on disk, fp32 in memory
+    torch.testing.assert_close(theirs, ours, rtol=0.02, atol=0.02)
+
+
+def test_truncated_file_is_a_checkpoint_error(checkpoint):
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize("key", ["model", "vocab", "config", "code_version"])
+def test_missing_key_is_a_checkpoint_error_naming_it(checkpoint, key):
+    payload = torch.load(checkpoint, weights_only=True)
+    del payload[key]
+    torch.save(payload, checkpoint)
+    with pytest.raises(CheckpointError, match=f"missing the key '{key}'"):
+        load_checkpoint(checkpoint)
+
+
+def test_missing_training_state_when_resuming(checkpoint, tmp_path):
+    out = export_weights(checkpoint, tmp_path / "weights.pt")
+    load_checkpoint(out)  # fine for inference
+    with pytest.raises(CheckpointError, match="train_state"):
+        load_checkpoint(out, need_train_state=True)
+
+
+def test_vocabulary_mismatch_is_a_checkpoint_error(checkpoint):
+    other = Vocab(["a", "b", "c"])
+    with pytest.raises(CheckpointError, match="vocabulary mismatch"):
+        load_checkpoint(checkpoint, expected_vocab=other)
+    load_checkpoint(checkpoint, expected_vocab=Vocab.crohme())
+
+
+def test_weights_that_do_not_fit_the_model_are_a_checkpoint_error(checkpoint):
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["config"]["model"]["d_model"] = 32
+    torch.save(payload, checkpoint)
+    with pytest.raises(CheckpointError, match="do not fit the model"):
+        load_model(checkpoint)
+
+
+def test_not_a_checkpoint_and_no_file(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an hmer checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+class _Payload:
+    """Not a plain type: ``weights_only`` loading must refuse to build it."""
+
+
+def test_loading_never_unpickles_arbitrary_objects(checkpoint):
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["meta"]["evil"] = _Payload()
+    torch.save(payload, checkpoint)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(checkpoint)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_open(target) as handle:
+        handle.write(b"partial")
+        raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    state = rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(()).item())
+    save_checkpoint(tmp_path / "rng.pt", model={}, config={}, vocab={}, train_state={"rng": state})
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    set_rng_state(load_checkpoint(tmp_path / "rng.pt")["train_state"]["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected

@@ -1,0 +1,103 @@
+"""Scoring checkpoints (``hmer evaluate``: table, per-expression TSVs) and the other CLI tools."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from test_train import tiny_data, tiny_run  # noqa: F401  (fixtures)
+
+from hmer.cli import main
+from hmer.engine.evaluate import EvalResult, format_table, rows_to_tsv
+from hmer.metrics import ExpressionRow
+
+
+def read_tsv(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_evaluate_reproduces_the_runs_final_test_from_best_checkpoint(
+    tiny_run,  # noqa: F811
+    tiny_data,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    out = tmp_path / "eval"
+    rc = main(
+        [
+            "evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--data", str(tiny_data),
+            "--split", "test", "--device", "cpu", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "ExpRate" in printed and "<=1" in printed and "test" in printed
+    ours = json.loads((out / "results.json").read_text())["splits"]["test"]
+    run = json.loads((tiny_run / "results.json").read_text())["splits"]["test"]
+    # The run's single test evaluation used the validation-selected weights, i.e. best.pt.
+    for key in ("exprate", "le1", "le2", "count"):
+        assert ours[key] == run[key]
+    assert read_tsv(out / "predictions_test.tsv") == read_tsv(tiny_run / "predictions_test.tsv")
+
+
+def test_per_expression_tsv_has_one_row_per_expression_in_data_order(tiny_run):  # noqa: F811
+    rows = read_tsv(tiny_run / "predictions_test.tsv")
+    assert [r["name"] for r in rows] == [f"test_{i:03d}" for i in range(4)]
+    assert set(rows[0]) == {"name", "truth", "prediction", "distance"}
+    results = json.loads((tiny_run / "results.json").read_text())["splits"]["test"]
+    exact = sum(r["distance"] == "0" for r in rows)
+    assert results["exprate"] == pytest.approx(100.0 * exact / len(rows))
+
+
+def test_greedy_option_and_batch_size(tiny_run, tiny_data, tmp_path, capsys):  # noqa: F811
+    rc = main(
+        [
+            "evaluate", "--checkpoint", str(tiny_run / "last.pt"), "--data", str(tiny_data),
+            "--split", "test", "--greedy", "--batch-size", "1", "--device", "cpu",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    assert "greedy" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text())["splits"]["test"]["count"] == 4
+
+
+def test_evaluate_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    rc = main(["evaluate", "--checkpoint", str(tmp_path / "bad.pt"), "--split", "2014"])
+    assert rc == 2
+    assert "bad.pt: cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_table_and_tsv_formats():
+    rows = [ExpressionRow("a", "x ^ { 2 }", "x ^ { 2 }", 0), ExpressionRow("b", '"q"', "1\t2", 3)]
+    result = EvalResult(
+        "2014", "beam", {"exprate": 50.0, "le1": 50.0, "le2": 50.0, "count": 2}, [], rows
+    )
+    table = format_table([result]).splitlines()
+    assert table[0].split() == ["split", "method", "count", "ExpRate", "<=1", "<=2"]
+    assert table[1].split() == ["2014", "beam", "2", "50.00", "50.00", "50.00"]
+    tsv = rows_to_tsv(rows)
+    parsed = list(csv.DictReader(tsv.splitlines(), delimiter="\t"))
+    assert [dict(r) for r in parsed] == [
+        {"name": "a", "truth": "x ^ { 2 }", "prediction": "x ^ { 2 }", "distance": "0"},
+        {"name": "b", "truth": '"q"', "prediction": "1\t2", "distance": "3"},
+    ]
+
+
+def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):  # noqa: F811
+    assert main(["plot", str(tiny_run), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["export-weights", str(tiny_run / "best.pt"), str(tmp_path / "w.pt")]) == 0
+    assert "fp16" in capsys.readouterr().out
+    assert (tmp_path / "w.pt").stat().st_size < (tiny_run / "last.pt").stat().st_size
+
+
+def test_model_info_prints_the_configs_model_size(capsys):
+    from test_train import TINY
+
+    assert main(["model", "info", str(TINY), "model.d_model=32"]) == 0
+    out = capsys.readouterr().out
+    assert "d_model 32" in out and "parameters" in out and "GFLOPs" in out
