@@ -14,7 +14,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "tiny.yaml"
-DEMO_GRAMMAR = REPO / "configs" / "demo_synth.yaml"
+DEMO_GRAMMAR = Path(__file__).resolve().parent / "data" / "synth" / "grammar_demo.yaml"
 EXAMPLE = REPO / "data" / "examples" / "example.png"
 
 

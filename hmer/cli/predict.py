@@ -1,0 +1,224 @@
+"""hmer predict IMAGE|DIR ... (pictures of formulas -> LaTeX) and hmer export --onnx DIR.
+
+Output: one line per image, in argument order (a folder's images sorted by name). With one
+image the line is its LaTeX; with several it is PATH<TAB>LATEX. With --json, one JSON object
+per line instead (JSON Lines): {"path": ..., "latex": ..., "tokens": [...], "score": ...}, the
+score being the length-normalized log-probability (0 = certain). A file that cannot be read is
+reported on stderr, naming it; the others are still read, and the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Files a folder argument expands to (the readers of hmer.data.preprocess.load_image).
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".inkml")
+#: Images preprocessed and decoded together (bounded memory for long lists).
+CHUNK = 32
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def expand_inputs(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Paths to read, in order (folders -> their image files, sorted by name), and the error
+    messages of arguments that are neither a file nor a folder holding images."""
+    paths, errors = [], []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
+            )
+            if not found:
+                errors.append(f"{path}: no images in this folder ({', '.join(SUFFIXES)})")
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        else:
+            errors.append(f"{path}: no such file or folder")
+    return paths, errors
+
+
+def output_paths(out: Path, inputs: Sequence[Path]) -> list[Path]:
+    """Where ``--show``/``--attention`` pictures go: ``out`` for one input, else
+    ``<out stem>-<input stem><out suffix>`` beside ``out`` (numbered when stems repeat)."""
+    if len(inputs) == 1:
+        return [out]
+    suffix = out.suffix or ".png"
+    seen: dict[str, int] = {}
+    paths = []
+    for path in inputs:
+        seen[path.stem] = seen.get(path.stem, 0) + 1
+        tag = path.stem if seen[path.stem] == 1 else f"{path.stem}-{seen[path.stem]}"
+        paths.append(out.with_name(f"{out.stem}-{tag}{suffix}"))
+    return paths
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_recognizer(args: argparse.Namespace) -> Any:
+    if args.onnx is not None:
+        from hmer.export import OnnxRecognizer
+
+        return OnnxRecognizer(args.onnx)
+    from hmer.recognize import Recognizer
+
+    device = None if args.device == "auto" else args.device
+    if args.checkpoint is not None:
+        return Recognizer.from_checkpoint(args.checkpoint, device)
+    return Recognizer.from_pretrained(device)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Exit code 0 when every image was read, 1 when some could not be, 2 on a fatal error."""
+    from hmer.errors import HmerError
+
+    if args.attention is not None and args.onnx is not None:
+        raise HmerError("--attention needs the PyTorch model: use --checkpoint, not --onnx")
+    paths, errors = expand_inputs(args.inputs)
+    for message in errors:
+        print(f"hmer: error: {message}", file=sys.stderr)
+    if not paths:
+        return 1
+    recognizer = _load_recognizer(args)
+    show = output_paths(args.show, paths) if args.show else [None] * len(paths)
+    attention = output_paths(args.attention, paths) if args.attention else [None] * len(paths)
+    failed = bool(errors)
+    prefix = len(paths) > 1
+    for chunk in _chunks(list(zip(paths, show, attention, strict=True)), CHUNK):
+        ready = []
+        for path, show_path, attention_path in chunk:
+            try:
+                ready.append((path, recognizer.prepare(path), show_path, attention_path))
+            except HmerError as error:
+                print(f"hmer: error: {error}", file=sys.stderr)
+                failed = True
+        predictions = recognizer.predict_images([item[1] for item in ready], beam=args.beam)
+        for (path, image, show_path, attention_path), prediction in zip(
+            ready, predictions, strict=True
+        ):
+            if args.json:
+                record = {
+                    "path": str(path),
+                    "latex": prediction.latex,
+                    "tokens": prediction.tokens,
+                    "score": round(prediction.score, 6),
+                }
+                print(json.dumps(record, ensure_ascii=False), flush=True)
+            else:
+                print(f"{path}\t{prediction.latex}" if prefix else prediction.latex, flush=True)
+            _draw(recognizer, path, image, prediction, show_path, attention_path)
+    return 1 if failed else 0
+
+
+def _draw(
+    recognizer: Any,
+    path: Path,
+    image: Any,
+    prediction: Any,
+    show_path: Path | None,
+    attention_path: Path | None,
+) -> None:
+    """Write the ``--show`` and ``--attention`` pictures of one image, saying where."""
+    if show_path is not None:
+        from hmer.recognize import read_input
+        from hmer.viz import draw_prediction
+
+        picture = read_input(path, recognizer.render_config)
+        if path.suffix.lower() == ".inkml":  # rendered ink is 255 on 0: show it as on paper
+            picture = 255 - picture
+        written = draw_prediction(picture, prediction.latex, show_path, title=str(path))
+        print(f"hmer: wrote {written}", file=sys.stderr)
+    if attention_path is not None:
+        from hmer.viz import draw_attention
+
+        found = recognizer.attention(image, prediction)
+        written = draw_attention(found.image, found.tokens, found.maps, attention_path)
+        print(f"hmer: wrote {written}", file=sys.stderr)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from hmer.export import export_onnx
+    from hmer.recognize import Recognizer
+
+    if args.checkpoint is not None:
+        recognizer = Recognizer.from_checkpoint(args.checkpoint, "cpu")
+    else:
+        recognizer = Recognizer.from_pretrained("cpu")
+    paths = export_onnx(
+        recognizer.model, recognizer.vocab, recognizer.config, args.onnx, opset=args.opset
+    )
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="read handwritten formulas in images (or InkML) and print LaTeX",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE|DIR",
+        help="png/jpg/bmp/tiff/webp pictures or CROHME .inkml files, or folders of them",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="CKPT",
+        help="a training checkpoint or exported weights (default: the shipped model)",
+    )
+    p.add_argument(
+        "--onnx", type=Path, metavar="DIR", help="use an `hmer export --onnx` folder (onnxruntime)"
+    )
+    p.add_argument("--beam", type=_positive_int, default=10, help="beam width (default 10)")
+    p.add_argument("--json", action="store_true", help="JSON Lines: path, latex, tokens, score")
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: CUDA if any"
+    )
+    p.add_argument(
+        "--show",
+        type=Path,
+        metavar="OUT.png",
+        help="draw the input above its rendered prediction (several inputs: OUT-<name>.png)",
+    )
+    p.add_argument(
+        "--attention",
+        type=Path,
+        metavar="OUT.png",
+        help="draw where the decoder looked for each token (several inputs: OUT-<name>.png)",
+    )
+    p.set_defaults(func=run_predict)
+
+    p = subparsers.add_parser(
+        "export",
+        help="export the model to ONNX (encoder + one cached decoder step)",
+        description="Write encoder.onnx, decoder_step.onnx and model.json (vocabulary, config) "
+        "to DIR; hmer.export.OnnxRecognizer decodes with them using onnxruntime + numpy.",
+    )
+    p.add_argument("--onnx", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="CKPT",
+        help="a training checkpoint or exported weights (default: the shipped model)",
+    )
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.set_defaults(func=run_export)

@@ -1,0 +1,197 @@
+"""ONNX export: files and dynamic axes, graph-level agreement with PyTorch, and token parity of
+the onnxruntime + numpy decoder (beam search and greedy) with ``hmer.decode``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_recognize import (  # noqa: F401 - the *_fixture names are fixtures
+    CROHME_NAMES,
+    LABELS,
+    checkpoint_fixture,
+    crohme_renders,
+    paper,
+    recognizer_fixture,
+    renders_fixture,
+    single_thread_fixture,
+    variants,
+)
+
+from hmer.cli import main
+from hmer.config import config_to_dict
+from hmer.data.batching import collate
+from hmer.data.preprocess import to_tensor
+from hmer.decode import beam_search, greedy
+from hmer.export import FILES, OnnxRecognizer, export_onnx
+from hmer.paths import crohme_root
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(recognizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.getbasetemp() / "predict_onnx"
+    if not (out / FILES["meta"]).is_file():
+        export_onnx(recognizer.model, recognizer.vocab, recognizer.config, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_recognizer(onnx_dir) -> OnnxRecognizer:
+    return OnnxRecognizer(onnx_dir, threads=1)
+
+
+@pytest.fixture(scope="session")
+def parity_images(recognizer, renders) -> tuple[str, list[np.ndarray]]:
+    """Model inputs for the parity checks: real CROHME test expressions when the data is
+    there, else the synthetic expressions and their picture variants."""
+    root = crohme_root()
+    if root is not None:
+        pictures = crohme_renders(root, CROHME_NAMES)
+        origin = "CROHME 2014 test"
+    else:
+        pictures = [v for ink in renders for v in variants(ink).values()]
+        origin = "synthetic"
+    return origin, [recognizer.prepare(p) for p in pictures]
+
+
+def _batch(images: list[np.ndarray]):
+    return collate([(to_tensor(im), [], "") for im in images], 0)
+
+
+def test_export_writes_graphs_with_dynamic_axes_and_metadata(onnx_dir, recognizer):
+    import onnx
+
+    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted(FILES.values())
+    meta = json.loads((onnx_dir / FILES["meta"]).read_text())
+    assert meta["vocab"] == recognizer.vocab.to_dict()
+    assert meta["config"]["preprocess"] == config_to_dict(recognizer.config)["preprocess"]
+    assert meta["decoder"]["layers"] == recognizer.config.model.num_decoder_layers
+
+    def dims(path: Path) -> dict[str, list[str | int]]:
+        graph = onnx.load(str(path)).graph
+        return {
+            v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*graph.input, *graph.output]
+        }
+
+    encoder = dims(onnx_dir / FILES["encoder"])
+    assert encoder["image"] == ["batch", 1, "height", "width"]
+    assert encoder["memory_mask"] == ["batch", "cells"]
+    step = dims(onnx_dir / FILES["step"])
+    assert step["tokens"] == ["rows"]
+    assert step["past_keys"][1] == "rows" and step["past_keys"][3] == "past"
+    assert step["logp"] == ["rows", len(recognizer.vocab)]
+
+
+def test_graphs_compute_what_the_pytorch_model_computes(onnx_recognizer, recognizer, renders):
+    model = recognizer.model
+    images = [recognizer.prepare(paper(ink)) for ink in renders[:2]]
+    batch = _batch(images)  # two sizes: padding and its mask included
+    encoded = onnx_recognizer.encode(batch.images.numpy(), batch.image_mask.numpy())
+    with torch.no_grad():
+        memory, memory_mask = model.encode(batch.images, batch.image_mask)
+        state = model.decoder.start(memory, memory_mask)
+    np.testing.assert_array_equal(encoded.mask, memory_mask.numpy())
+    np.testing.assert_allclose(encoded.memory, memory.numpy(), atol=1e-4)
+    keys = torch.stack([k for k, _ in state.memory_kv]).numpy()
+    np.testing.assert_allclose(encoded.keys, keys, atol=1e-4)
+    # Three rows per image, five steps from an empty cache: positions and cache growth.
+    rows = 3 * len(images)
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(4, len(recognizer.vocab), (rows, 5), generator=generator)
+    cache = onnx_recognizer._empty_cache(rows)
+    for t in range(5):
+        with torch.no_grad():
+            expected = torch.log_softmax(model.decoder.step(tokens[:, t], state), -1).numpy()
+        logp, cache = onnx_recognizer._run_step(tokens[:, t].numpy(), encoded, cache)
+        assert cache[0].shape[3] == t + 1
+        np.testing.assert_allclose(logp, expected, atol=1e-4)
+    # Teacher-forced scoring of whole sequences, both directions, as the rescoring does.
+    sequences = [[tokens[i, : 2 + i].numpy() for i in range(3)], [tokens[3, :4].numpy()] * 3]
+    r2l = np.array([[False, True, False], [True, False, True]])
+    found = onnx_recognizer._sequence_logp(encoded, sequences, r2l)
+    with torch.no_grad():
+        for b in range(2):
+            for g in range(3):
+                seq = torch.as_tensor(sequences[b][g])[None]
+                direction = "r2l" if r2l[b, g] else "l2r"
+                inputs, targets = model.sequences(seq, torch.tensor([seq.shape[1]]), direction)
+                logp = model.decoder(inputs, memory[b : b + 1], memory_mask[b : b + 1])
+                expected = logp.log_softmax(-1).gather(2, targets[:, :, None]).sum().item()
+                assert found[b, g] == pytest.approx(expected, abs=1e-4)
+
+
+def test_onnx_beam_search_gives_the_pytorch_tokens(onnx_recognizer, recognizer, parity_images):
+    origin, images = parity_images
+    decode = recognizer.config.decode
+    ours = []
+    for start in range(0, len(images), 3):  # batches of 3 images: rows of several images at once
+        chunk = images[start : start + 3]
+        ours += [h[0] for h in onnx_recognizer.nbest(*(_pad(chunk)), beam=10)]
+    with torch.no_grad():
+        theirs = [
+            beam_search(recognizer.model, *_tensors(im), beam=10, max_len=decode.max_len)[0]
+            for im in images
+        ]
+    assert [tokens for tokens, _ in ours] == [h.tokens for h in theirs], origin
+    np.testing.assert_allclose([s for _, s in ours], [h.score for h in theirs], atol=1e-4)
+
+
+def test_onnx_greedy_and_one_way_beam_give_the_pytorch_tokens(
+    onnx_recognizer, recognizer, parity_images
+):
+    _, images = parity_images
+    batch = _batch(images)
+    arrays = (batch.images.numpy(), batch.image_mask.numpy())
+    max_len = recognizer.config.decode.max_len
+    with torch.no_grad():
+        for direction in ("l2r", "r2l"):
+            expected = greedy(recognizer.model, batch.images, batch.image_mask, max_len=max_len,
+                              direction=direction)  # fmt: skip
+            found = onnx_recognizer.greedy(*arrays, direction=direction)
+            assert [ids for ids, _ in found] == [h.tokens for h in expected]
+            np.testing.assert_allclose(
+                [s for _, s in found], [h.score for h in expected], atol=1e-4
+            )
+        expected = beam_search(recognizer.model, batch.images, batch.image_mask, beam=4,
+                               max_len=max_len, bidirectional=False, direction="r2l")  # fmt: skip
+        found = onnx_recognizer.nbest(*arrays, beam=4, bidirectional=False, direction="r2l")
+        assert [h[0][0] for h in found] == [h.tokens for h in expected]
+
+
+def test_onnx_recognizer_reads_pictures_like_pytorch(onnx_recognizer, recognizer, renders):
+    pictures = [paper(ink) for ink in renders] + [variants(renders[0])["photo"]]
+    expected = recognizer.predict_batch(pictures)
+    found = onnx_recognizer.predict_batch(pictures)
+    assert [p.tokens for p in found] == [p.tokens for p in expected]
+    assert [p.tokens for p in found[:3]] == LABELS
+    assert onnx_recognizer.predict(pictures[1]).latex == expected[1].latex
+
+
+def test_cli_exports_then_predicts_with_onnxruntime(checkpoint, renders, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "onnx"
+    assert main(["export", "--onnx", str(out), "--checkpoint", str(checkpoint)]) == 0
+    assert all((out / name).is_file() for name in FILES.values())
+    image = tmp_path / "x.png"
+    Image.fromarray(paper(renders[0])).save(image)
+    capsys.readouterr()
+    assert main(["predict", "--onnx", str(out), str(image)]) == 0
+    assert capsys.readouterr().out.strip() == " ".join(LABELS[0])
+
+
+def _pad(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    batch = _batch(images)
+    return batch.images.numpy(), batch.image_mask.numpy()
+
+
+def _tensors(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = _batch([image])
+    return batch.images, batch.image_mask
