@@ -199,6 +199,9 @@ def test_tiny_run_writes_config_metrics_checkpoints_results_and_plot(tiny_run):
     train_records = read_records(run, "train")
     assert train_records and all(math.isfinite(r["loss"]) for r in train_records)
     assert all(r["samples_per_s"] > 0 and r["lr"] > 0 for r in train_records)
+    # The share of wall time spent waiting for the input pipeline: what tells a slow GPU run
+    # whether data loading is the limit.
+    assert all(0.0 <= r["data_wait_share"] <= 1.0 for r in train_records)
     end = read_records(run, "end")[-1]
     assert [r["step"] for r in read_records(run, "val")][-1] == end["step"]  # validated at the end
     assert [r["split"] for r in read_records(run, "test")] == ["test"]  # tested once, at the end
