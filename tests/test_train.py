@@ -262,3 +262,19 @@ def test_time_budget_measures_then_plans_the_schedule(tiny_data, tmp_path):
     assert last["train_state"]["scheduler"]["total_steps"] == plan["total_steps"]
     fields = {k: v for k, v in plan.items() if k not in ("kind", "step")}
     assert Plan(**fields).describe().startswith("plan: ")
+
+
+def test_loader_workers_run_one_intra_op_thread_each():
+    """Many workers x many threads each oversubscribe the cores of a GPU host; a worker's
+    augmentation ops are small, so each worker runs one torch thread."""
+    import signal
+
+    from hmer.engine.data import _seed_worker
+
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGINT)
+    try:
+        _seed_worker(0, seed=0, rank=0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGINT, handler)
