@@ -70,6 +70,10 @@ class TrainConfig:
     """The optimisation loop. Steps are optimizer steps; batch sizes are global per rank."""
 
     seed: int = 0
+    #: Start from the weights of this checkpoint (fine-tuning: e.g. after synthetic
+    #: pre-training, or the shipped model on your own data). Same model shape and vocabulary;
+    #: the optimizer, schedule and step count start afresh. Ignored on ``--resume``.
+    init_from: str | None = None
     #: ``"auto"`` (CUDA when available), ``"cuda"`` or ``"cpu"``.
     device: str = "auto"
     #: ``"bf16"`` autocast on CUDA (CPU always runs fp32) or ``"fp32"``.

@@ -4,7 +4,8 @@
    held-out test split of different expressions.
 2. Train ``configs/tiny.yaml`` on it under a time budget (the real engine: same loop, checkpoints,
    metrics and plot as a GPU run), then score the held-out split with beam search.
-3. Recognize the README's example image with the shipped model, when the package has one.
+3. Read the README's example image with the model just trained (and with the shipped model,
+   when the package has one): the command a user runs next, ``hmer predict``, in action.
 """
 
 from __future__ import annotations
@@ -61,19 +62,24 @@ def run_demo(
     plot = plot_run(run_dir)
     score = result.test.get("test", {}).get("exprate", float("nan"))
     print(f"\nheld-out synthetic ExpRate: {score:.1f}%  (run: {run_dir}, curves: {plot})")
-    recognize_example()
+    recognize_example(run_dir / "best.pt")
     return 0
 
 
-def recognize_example() -> None:
-    """Print the shipped model's reading of the README's example image, if both exist."""
+def recognize_example(checkpoint: Path) -> None:
+    """Print the readings of the README's example image by ``checkpoint`` and by the shipped
+    model (when the package has one), beside its truth and the command that reproduces them."""
     from hmer.errors import HmerError
     from hmer.recognize import Recognizer
 
+    example = EXAMPLE.relative_to(REPO)
+    truth = (EXAMPLE.parent / "example.txt").read_text().strip()
+    print(f"\n{example}, truth: {truth}")
+    reading = Recognizer.from_checkpoint(checkpoint).predict(EXAMPLE).latex
+    print(f"  this run's model (hmer predict {example} --checkpoint {checkpoint}):\n    {reading}")
     try:
-        recognizer = Recognizer.from_pretrained()
-    except HmerError as error:
-        print(f"no shipped model to recognize {EXAMPLE.name} with: {error}")
+        shipped = Recognizer.from_pretrained()
+    except HmerError:
+        print("  shipped model: none in this version (see the README, Status)")
         return
-    prediction = recognizer.predict(EXAMPLE)
-    print(f"{EXAMPLE.relative_to(REPO)} -> {prediction.latex}")
+    print(f"  shipped model (hmer predict {example}):\n    {shipped.predict(EXAMPLE).latex}")

@@ -517,7 +517,7 @@ class OnnxRecognizer:
         rank = np.arange(k)
         live = np.zeros((b * d, 1), bool)
         for t in range(max_len):
-            width = scores.shape[1]  # live slots per search: 1 at the first step, then beam
+            width = scores.shape[1]  # slots per search: 1 at the first step, then <= beam
             logp, cache = self._run_step(tokens, memory, cache)
             logp = np.where(
                 banned[active % d][:, None, :], -np.inf, logp.reshape(len(active), width, -1)
@@ -531,6 +531,11 @@ class OnnxRecognizer:
             chosen = (rank[None, :] < (k - n_ended)[:, None]) & np.isfinite(top)
             ends_now = chosen & (token == end_ids[active % d][:, None])
             live = chosen & ~ends_now
+            # Live candidates first; slots past the most live of any search are not stepped.
+            order = np.argsort(~live, axis=1, kind="stable")
+            live, top, parent, token, ends_now = (
+                np.take_along_axis(x, order, 1) for x in (live, top, parent, token, ends_now)
+            )
             history = np.concatenate(
                 (np.take_along_axis(history, parent[:, :, None], 1), token[:, :, None]), 2
             )
@@ -542,6 +547,10 @@ class OnnxRecognizer:
             searching = live.reshape(-1, d * k).any(1)  # per image still in the batch
             if not searching.any():
                 break
+            width = int(live.sum(1).max())
+            scores, history, live, token, rows = (
+                x[:, :width] for x in (scores, history, live, token, rows)
+            )
             if not searching.all():  # drop the images that are done
                 images = np.nonzero(searching)[0]
                 keep = (images[:, None] * d + np.arange(d)).ravel()

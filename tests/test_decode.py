@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -158,3 +160,67 @@ def test_attention_maps_are_distributions_on_the_grid(model, batch, direction):
     assert maps[:, valid_h:].abs().sum() == 0 and maps[:, :, valid_w:].abs().sum() == 0
     alone = attention_maps(model, _image(SIZES[2], 2), None, tokens, direction)
     assert torch.allclose(maps[:, :valid_h, :valid_w], alone, atol=1e-5)
+
+
+def test_hypotheses_that_ended_are_not_stepped_again(model, batch, monkeypatch):
+    """BTTR's beam shrinks as hypotheses end; so does the work: a step feeds only as many rows
+    per direction as the search has live hypotheses (the widest search, in a batch)."""
+    rows: list[int] = []
+    step = model.decoder.step
+
+    def counting_step(tokens, state):
+        rows.append(tokens.shape[0])
+        return step(tokens, state)
+
+    monkeypatch.setattr(model.decoder, "step", counting_step)
+    image = batch[0][:1, :, : SIZES[0][0], : SIZES[0][1]]
+    found = nbest(model, image, beam=6, max_len=12)  # one image, both directions
+    monkeypatch.undo()
+    assert rows[0] == 2  # one start row per direction
+    assert all(r % 2 == 0 and r <= 2 * 6 for r in rows)
+    assert min(rows[1:]) < 2 * 6  # hypotheses ended, and their rows were dropped
+    _assert_same([h[0] for h in found], [nbest(model, image, beam=6, max_len=12)[0][0]])
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("beam", [2, 5])
+def test_the_best_hypothesis_is_the_best_of_all_ended_ones(model, batch, beam, length_penalty):
+    """beam_search skips rescoring hypotheses that cannot win; its answer is still nbest's."""
+    kwargs = {"beam": beam, "max_len": 12, "length_penalty": length_penalty}
+    best = beam_search(model, *batch, **kwargs)
+    _assert_same(best, [hyps[0] for hyps in nbest(model, *batch, **kwargs)])
+
+
+def test_only_hypotheses_that_can_win_are_rescored(model, batch, monkeypatch):
+    """Rescoring needs each hypothesis's log p in the direction that did not find it. One both
+    searches ended has it already; with best_only, one whose own log p / 2 (an upper bound of
+    its score, as the other half is <= 0) cannot beat the best known score is skipped."""
+    import hmer.decode
+
+    scored: list[list[int]] = []
+    sequence_logp = hmer.decode._sequence_logp
+
+    def recording(model, memory, memory_mask, tokens, lengths, direction):
+        scored.extend(tokens[i, : lengths[i]].tolist() for i in range(len(lengths)))
+        return sequence_logp(model, memory, memory_mask, tokens, lengths, direction)
+
+    monkeypatch.setattr(hmer.decode, "_sequence_logp", recording)
+    memory, memory_mask = model.encode(*[x[:1] for x in batch])
+    # K = 2 slots per direction: [5, 6] ended both ways, [7] only L2R, [8, 8, 8] only R2L.
+    tokens = torch.tensor([[[5, 6, 0], [7, 0, 0], [5, 6, 0], [8, 8, 8]]])
+    lengths = torch.tensor([[2, 1, 2, 3]])
+
+    def rescore(logp: list[float], best_only: bool) -> torch.Tensor:
+        scored.clear()
+        args = (model, memory, memory_mask, tokens, lengths, torch.tensor([logp]))
+        return hmer.decode._rescore(*args, max_len=12, length_penalty=1.0, best_only=best_only)
+
+    with torch.no_grad():
+        everything = rescore([-0.2, -9.0, -0.3, -12.0], best_only=False)
+        assert sorted(scored) == [[7], [8, 8, 8]]  # [5, 6] is not scored again
+        assert everything[0, 0] == everything[0, 2] == pytest.approx((-0.2 - 0.3) / 2 / 3)
+        best = rescore([-0.2, -9.0, -0.3, -12.0], best_only=True)
+        assert scored == []  # -9 / 2 / 2 and -12 / 2 / 4 cannot beat -0.083
+        assert best[0, 0] == everything[0, 0] and best[0, 1:].tolist()[::2] == [-math.inf] * 2
+        rescore([-0.2, -0.1, -0.3, -12.0], best_only=True)
+        assert scored == [[7]]  # -0.1 / 2 / 2 might win: it is scored

@@ -278,3 +278,31 @@ def test_loader_workers_run_one_intra_op_thread_each():
     finally:
         torch.set_num_threads(threads)
         signal.signal(signal.SIGINT, handler)
+
+
+def test_init_from_starts_training_from_a_checkpoints_weights(tiny_run, tiny_data, tmp_path):
+    """Fine-tuning (e.g. after synthetic pre-training): the weights come from the checkpoint;
+    with a zero learning rate they are still exactly those weights after training (BatchNorm
+    statistics aside: they follow the new data)."""
+    cfg = tiny_config(
+        tiny_data,
+        f"train.init_from={tiny_run / 'best.pt'}",
+        "train.lr=0",
+        "train.max_steps=2",
+        "train.val_every=0",
+        "train.final_test=false",
+    )
+    train(cfg, tmp_path / "run")
+    start = torch.load(tiny_run / "best.pt", weights_only=True)["model"]
+    after = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert start.keys() == after.keys()
+    weights = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert len(weights) > 10 and all(torch.equal(start[k], after[k]) for k in weights)
+
+
+def test_init_from_a_checkpoint_of_another_shape_names_the_file(tiny_run, tiny_data, tmp_path):
+    from hmer.errors import CheckpointError
+
+    cfg = tiny_config(tiny_data, f"train.init_from={tiny_run / 'best.pt'}", "model.d_model=32")
+    with pytest.raises(CheckpointError, match=r"best\.pt: weights do not fit the model"):
+        train(cfg, tmp_path / "run")

@@ -331,6 +331,14 @@ def build_model(cfg: Config, vocab: Vocab) -> nn.Module:
     )
 
 
+def _init_weights(model: nn.Module, path: str, vocab: Vocab) -> None:
+    """Load ``path``'s inference weights into ``model`` (CheckpointError naming the file when
+    the vocabulary or the model's shape differs). Exported fp16 weights are cast on copy."""
+    payload = load_checkpoint(path)
+    check_vocab(payload, vocab, path)
+    load_state_dict_checked(model, payload["model"], path)
+
+
 def train(
     cfg: Config,
     run_dir: str | Path,
@@ -410,7 +418,10 @@ class _Run:
         self.memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
-        self.model = build_model(cfg, self.vocab).to(self.device, memory_format=self.memory_format)
+        self.model = build_model(cfg, self.vocab)
+        if payload is None and cfg.train.init_from:
+            _init_weights(self.model, cfg.train.init_from, self.vocab)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.ema = Ema(self.model, cfg.train.ema_decay) if cfg.train.ema else None
         if self.dist.distributed:
             # Same initial weights everywhere (DDP also broadcasts them), own dropout per rank.
