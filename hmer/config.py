@@ -39,8 +39,9 @@ class DataConfig:
     train_split: str | None = "train"
     test: str = "crohme"
     test_splits: list[str] = field(default_factory=lambda: ["2014", "2016", "2019"])
-    #: Held-out share of the training samples that selects checkpoints (fixed seed: same slice
-    #: on every run with the same data). Test splits never select anything.
+    #: Held-out share of the training samples that selects checkpoints, whole formulas at a
+    #: time (fixed seed: same slice on every run with the same data). Test splits never select
+    #: anything.
     val_fraction: float = 0.05
     val_seed: int = 0
     #: Validate on the training samples themselves (sanity checks on tiny data only).

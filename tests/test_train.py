@@ -119,6 +119,24 @@ def test_validation_slice_is_fixed_by_seed_not_by_loading_order(tiny_data):
     assert {s.name for s in val_c} != {s.name for s in val_a}
 
 
+def test_validation_holds_out_whole_formulas():
+    """Half of CROHME's training samples repeat a formula another writer also wrote; validation
+    must not score formulas that training has seen, or it rewards memorizing them."""
+    from hmer.data.datasets import Sample
+    from hmer.engine.data import split_validation
+
+    image = np.zeros((4, 4), np.uint8)
+    formulas = [["x"], ["1", "+", "1"], ["7"], ["x", "=", "7"], ["-", "1"]]
+    samples = [Sample(f"w{w}_{i}", image, f) for i, f in enumerate(formulas) for w in range(i + 1)]
+    for seed in range(20):
+        train, val = split_validation(samples, 0.2, seed)
+        assert len(train) + len(val) == len(samples) == 15
+        assert val and train
+        seen = {tuple(s.tokens) for s in train}
+        assert not any(tuple(s.tokens) in seen for s in val)
+        assert len(val) < 3 + 5  # about 20%: whole formulas, stopping once 3 are held out
+
+
 def test_augmentation_is_a_function_of_seed_epoch_and_sample(tiny_data):
     from hmer.data.augment import AugmentConfig, build_augment
     from hmer.data.datasets import load_samples
