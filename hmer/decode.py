@@ -178,8 +178,10 @@ def _beam(
         ends = chosen & (token == ends_ids[active % d][:, None])
         live = chosen & ~ends
         # Live candidates first (slot order is free): the dead ones can then be cut off below.
-        live, order = live.sort(dim=1, descending=True, stable=True)
-        top, parent, token, ends = (x.gather(1, order) for x in (top, parent, token, ends))
+        order = _true_first(live)
+        live, top, parent, token, ends = (
+            x.gather(1, order) for x in (live, top, parent, token, ends)
+        )
         history = torch.cat(
             (history.gather(1, parent[:, :, None].expand(-1, -1, t)), token[:, :, None]), 2
         )
@@ -219,6 +221,12 @@ def _beam(
     ended_tokens = ended_tokens[:, :k, :longest].view(b, d, k, longest)
     ended_lengths, ended_logp = ended_lengths[:, :k].view(b, d, k), ended_logp[:, :k].view(b, d, k)
     return [_Ended(ended_tokens[:, i], ended_lengths[:, i], ended_logp[:, i]) for i in range(d)]
+
+
+def _true_first(flags: Tensor) -> Tensor:
+    """``(R, C)`` bool -> ``(R, C)`` long column order putting each row's True entries first,
+    each group in its original order."""
+    return flags.to(torch.uint8).argsort(dim=1, descending=True, stable=True)
 
 
 def _sequence_logp(
@@ -325,8 +333,8 @@ def _score_opposite(
     width = int(which.sum(1).max())
     if width == 0:
         return
-    chosen, order = which.sort(dim=1, descending=True, stable=True)
-    chosen, order = chosen[:, :width], order[:, :width]
+    order = _true_first(which)[:, :width]
+    chosen = which.gather(1, order)
     scored = _sequence_logp(
         model,
         memory,
