@@ -6,18 +6,20 @@
 #   B: 10 min on synthetic expressions (grammar + recombined CROHME train formulas),
 #      then 20 min on CROHME train starting from those weights (train.init_from).
 # Usage: scripts/synth_pretraining_cpu.sh OUT_DIR   (needs CROHME: HMER_CROHME or ../shared/crohme)
+# A rehearsal at a fraction of the cost: SYNTH_N=200 TOTAL=90s PRE=30s FINETUNE=60s EXTRA=data.limit=300
 set -euo pipefail
 out=${1:?usage: $0 OUT_DIR}
+synth_n=${SYNTH_N:-12000} total=${TOTAL:-30m} pre=${PRE:-10m} finetune=${FINETUNE:-20m}
 py=${PYTHON:-.venv/bin/python}
 crohme=${HMER_CROHME:-../shared/crohme}
 export OMP_NUM_THREADS=1
-common=(data.load_workers=1 "data.test_splits=[2014]" train.progress=false)
-"$py" -m hmer data synth --n 12000 --out "$out/synth" --seed 7 --workers 2 --corpus "$crohme/inkml/train"
-"$py" train.py configs/tiny.yaml --out "$out/A" --time-budget 30m "${common[@]}" > "$out/A.log" 2>&1 &
+common=(data.load_workers=1 "data.test_splits=[2014]" train.progress=false ${EXTRA:-})
+"$py" -m hmer data synth --n "$synth_n" --out "$out/synth" --seed 7 --workers 2 --corpus "$crohme/inkml/train"
+"$py" train.py configs/tiny.yaml --out "$out/A" --time-budget "$total" "${common[@]}" > "$out/A.log" 2>&1 &
 {
-  "$py" train.py configs/tiny.yaml --out "$out/B-pre" --time-budget 10m "${common[@]}" \
+  "$py" train.py configs/tiny.yaml --out "$out/B-pre" --time-budget "$pre" "${common[@]}" \
     data.train="$out/synth" data.train_split=train train.final_test=false
-  "$py" train.py configs/tiny.yaml --out "$out/B" --time-budget 20m "${common[@]}" \
+  "$py" train.py configs/tiny.yaml --out "$out/B" --time-budget "$finetune" "${common[@]}" \
     train.init_from="$out/B-pre/best.pt"
 } > "$out/B.log" 2>&1 &
 wait
