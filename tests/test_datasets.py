@@ -333,3 +333,16 @@ def test_crohme_png_tables_resolve_their_images(crohme: Path):
     assert listed == [] and train.count == 0
     samples, report = load_samples(crohme / "png", "2016", limit=40, subset_seed=0)
     assert len(samples) == 40 and report.count == 0
+
+
+def test_inkml_samples_keep_their_ink_when_asked(inkml_root: Path, tmp_path: Path):
+    """Stroke-level augmentation draws a sample again from its online ink."""
+    plain, _ = load_samples(inkml_root, "train")
+    assert all(s.traces is None for s in plain)
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # uncached, cold, warm cache
+        kept, _ = load_samples(inkml_root, "train", keep_traces=True, cache_dir=cache)
+        assert [s.name for s in kept] == [s.name for s in plain]
+        by_name = {s.name: s for s in kept}
+        assert len(by_name["srcA/a1"].traces) == 2 and len(by_name["srcB/b1"].traces) == 4
+        assert all(t.dtype == np.float32 and t.shape[1] == 2 for t in by_name["srcB/b1"].traces)
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(kept, plain, strict=True))

@@ -324,3 +324,60 @@ def test_init_from_a_checkpoint_of_another_shape_names_the_file(tiny_run, tiny_d
     cfg = tiny_config(tiny_data, f"train.init_from={tiny_run / 'best.pt'}", "model.d_model=32")
     with pytest.raises(CheckpointError, match=r"best\.pt: weights do not fit the model"):
         train(cfg, tmp_path / "run")
+
+
+def test_samples_with_ink_are_drawn_again_from_jittered_strokes():
+    """augment.jitter_p: a training sample with online ink is re-rendered from jittered
+    strokes, reproducibly per (seed, epoch, sample); evaluation indexing never is."""
+    import functools
+
+    from hmer.data.augment import AugmentConfig, reink
+    from hmer.data.datasets import Sample
+    from hmer.data.inkml import RenderConfig, render_traces
+    from hmer.data.preprocess import PreprocessConfig, preprocess
+    from hmer.data.vocab import Vocab
+    from hmer.engine.data import SampleDataset
+
+    traces = tuple(
+        np.asarray(t, np.float32)
+        for t in expression_traces(["x", "+", "7"], np.random.default_rng(0))
+    )
+    stored = preprocess(render_traces(traces))
+    samples = [Sample("ink", stored, ["x", "+", "7"], traces), Sample("image", stored, ["x"])]
+    redraw = functools.partial(
+        reink, cfg=AugmentConfig(), render=RenderConfig(), preprocess=PreprocessConfig()
+    )
+    always = SampleDataset(samples, Vocab.crohme(), reink=redraw, reink_p=1.0)
+    never = SampleDataset(samples, Vocab.crohme(), reink=redraw, reink_p=0.0)
+
+    def pixels(dataset, key):
+        return dataset[key][0]
+
+    assert torch.equal(pixels(always, 0), pixels(never, (0, 0)))  # the stored image
+    assert not torch.equal(pixels(always, (0, 0)), pixels(always, 0))
+    assert torch.equal(pixels(always, (0, 0)), pixels(always, (0, 0)))
+    assert not torch.equal(pixels(always, (0, 0)), pixels(always, (0, 1)))
+    assert torch.equal(pixels(always, (1, 0)), pixels(always, 1))  # no ink: nothing to redraw
+
+
+@pytest.mark.parametrize("jitter_p", [0.0, 0.5])
+def test_training_keeps_online_ink_only_when_strokes_are_jittered(tmp_path, jitter_p):
+    from test_datasets import write_inkml
+
+    from hmer.engine.data import build_data
+
+    for i in range(8):
+        write_inkml(tmp_path / "ink" / "train" / f"s{i}.inkml", 2 + i % 3, f"${i}+x$")
+    cfg = load_config(
+        TINY,
+        [
+            f"data.train={tmp_path / 'ink'}",
+            "data.load_workers=0",
+            "data.val_fraction=0.25",
+            f"augment.jitter_p={jitter_p}",
+        ],
+    )
+    data = build_data(cfg, load_tests=False)
+    assert len(data.train) == 6 and len(data.val) == 2
+    assert all((s.traces is not None) == (jitter_p > 0) for s in data.train.samples)
+    assert data.train.reink_p == jitter_p

@@ -57,11 +57,14 @@ _RENDER, _PREPROCESS = RenderConfig(), PreprocessConfig()
 class Sample:
     """One expression. ``image``: uint8 ``(H, W)``, ink 255 on 0, already preprocessed;
     ``tokens``: canonical LaTeX tokens; ``name``: unique within its dataset (e.g.
-    ``KAIST/TrainData1_6_sub_3`` for an InkML file below its split folder, without suffix)."""
+    ``KAIST/TrainData1_6_sub_3`` for an InkML file below its split folder, without suffix);
+    ``traces``: the online ink, ``(N, 2)`` float32 points per stroke, for InkML sources loaded
+    with ``keep_traces`` (stroke-level augmentation draws it again), else None."""
 
     name: str
     image: np.ndarray
     tokens: list[str]
+    traces: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass
@@ -468,6 +471,7 @@ class _Settings:
     preprocess: PreprocessConfig
     vocab: frozenset[str] | None
     cache_dir: str | None
+    keep_traces: bool = False
 
 
 def _tokens(item: _Item, label: str | None, source: str) -> list[str]:
@@ -497,7 +501,7 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
         key = _cache_key(data, settings.render if inkml else None, settings.preprocess)
         cached = _cache_load(settings.cache_dir, key)
     label = item.label
-    if inkml and cached is not None:
+    if inkml and cached is not None and not settings.keep_traces:
         label = cached[1] or None
     elif inkml:
         try:
@@ -519,8 +523,11 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
                 DataError(message, *where),
                 tuple(t for t in tokens if t in unknown),
             )
+    traces = None
+    if ink is not None and settings.keep_traces:
+        traces = tuple(np.asarray(t, np.float32) for t in ink.traces)
     if cached is not None:
-        return Sample(item.name, cached[0], tokens)
+        return Sample(item.name, cached[0], tokens, traces)
     try:
         raw = render_traces(ink.traces, settings.render) if ink else decode_image(data, source)
         image = preprocess_image(raw, settings.preprocess)
@@ -531,7 +538,7 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
         )
     if key is not None:
         _cache_store(settings.cache_dir, key, image, label or "")
-    return Sample(item.name, image, tokens)
+    return Sample(item.name, image, tokens, traces)
 
 
 def _init_worker() -> None:
@@ -558,6 +565,7 @@ def load_samples(
     cache_dir: str | Path | None = None,
     vocab: Vocab | None = None,
     subset_seed: int | None = None,
+    keep_traces: bool = False,
 ) -> tuple[list[Sample], SkipReport]:
     """Load a dataset split into RAM (layouts: see the module docstring).
 
@@ -569,6 +577,7 @@ def load_samples(
     ``cache_dir``: reuse preprocessed images, keyed by file content, settings and the code of
     rendering and preprocessing.
     ``vocab``: report (lenient) or reject (strict) samples with tokens outside it.
+    ``keep_traces``: InkML samples also keep their online ink (``Sample.traces``).
 
     Returns samples in listing order (sorted paths, or table/caption order) and the report of
     what was skipped.
@@ -589,6 +598,7 @@ def load_samples(
         preprocess,
         None if vocab is None else frozenset(vocab.tokens),
         None if cache_dir is None else str(cache_dir),
+        keep_traces,
     )
     samples = []
     for result in _map(items, settings, workers):

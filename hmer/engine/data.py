@@ -44,8 +44,11 @@ def resolve_source(name: str, split: str | None) -> tuple[Path, str | None]:
     return Path(name), split
 
 
-def load_split(cfg: Config, name: str, split: str | None, limit: int | None = None) -> list[Sample]:
-    """All samples of one split, rendered/preprocessed with the run's settings (lenient loading)."""
+def load_split(
+    cfg: Config, name: str, split: str | None, limit: int | None = None, keep_traces: bool = False
+) -> list[Sample]:
+    """All samples of one split, rendered/preprocessed with the run's settings (lenient loading);
+    ``keep_traces``: InkML samples also keep their online ink."""
     from hmer.data.datasets import load_samples
 
     source, sub = resolve_source(name, split)
@@ -57,6 +60,7 @@ def load_split(cfg: Config, name: str, split: str | None, limit: int | None = No
         workers=_load_workers(cfg.data.load_workers),
         limit=limit,
         cache_dir=cfg.data.cache_dir,
+        keep_traces=keep_traces,
     )
     if not samples:
         raise DataError(f"no usable samples in split {split!r}", source=str(source))
@@ -118,7 +122,10 @@ class SampleDataset(Dataset):
     """In-RAM samples -> ``(image (1, H, W) float32 ink=1, token ids, name)``.
 
     Indexing with ``(index, epoch)`` (what :class:`EpochBatches` yields) augments with a seed
-    derived from ``(seed, epoch, index)``; a plain ``index`` never augments.
+    derived from ``(seed, epoch, index)``; a plain ``index`` never augments. Augmenting first
+    redraws a sample that has online ink from it with probability ``reink_p``
+    (``reink(traces, rng) -> image``, e.g. :func:`hmer.data.augment.reink`), then applies
+    ``augment`` to the image.
     """
 
     def __init__(
@@ -127,11 +134,14 @@ class SampleDataset(Dataset):
         vocab: Vocab,
         augment: Callable[[np.ndarray], np.ndarray] | None = None,
         seed: int = 0,
+        reink: Callable[[tuple[np.ndarray, ...], np.random.Generator], np.ndarray] | None = None,
+        reink_p: float = 0.0,
     ):
         self.samples = list(samples)
         self.ids = [vocab.encode(s.tokens) for s in self.samples]
         self.augment = augment
         self.seed = seed
+        self.reink, self.reink_p = reink, reink_p
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -146,10 +156,22 @@ class SampleDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
         image = sample.image
-        if self.augment is not None and epoch is not None:
-            seed_everything_for(self.augment, sample_seed(self.seed, epoch, index))
-            image = self.augment(image)
+        if epoch is not None:
+            seed = sample_seed(self.seed, epoch, index)
+            if self.reink is not None and sample.traces is not None:
+                rng = np.random.default_rng(seed)
+                if rng.random() < self.reink_p:
+                    image = self._reinked(sample, rng)
+            if self.augment is not None:
+                seed_everything_for(self.augment, seed)
+                image = self.augment(image)
         return to_tensor(image), self.ids[index], sample.name
+
+    def _reinked(self, sample: Sample, rng: np.random.Generator) -> np.ndarray:
+        try:
+            return self.reink(sample.traces, rng)
+        except DataError:  # jittered ink that preprocessing rejects: keep the stored image
+            return sample.image
 
 
 def seed_everything_for(augment: Any, seed: int) -> None:
@@ -228,11 +250,14 @@ def build_data(
 
     ``vocab``: the vocabulary to use (a resumed run's); None builds it from ``cfg.data.vocab``.
     """
-    from hmer.data.augment import build_augment
+    from hmer.data.augment import build_augment, reink
     from hmer.data.batching import BucketBatchSampler, collate
 
     data_cfg = cfg.data
-    everything = load_split(cfg, data_cfg.train, data_cfg.train_split, limit=data_cfg.limit)
+    reink_p = cfg.augment.jitter_p if data_cfg.augment and cfg.augment.enabled else 0.0
+    everything = load_split(
+        cfg, data_cfg.train, data_cfg.train_split, limit=data_cfg.limit, keep_traces=reink_p > 0
+    )
     if data_cfg.val_on_train:
         train_samples, val_samples = everything, list(everything)
     else:
@@ -251,7 +276,14 @@ def build_data(
             tests[split] = load_split(cfg, data_cfg.test, split, limit=data_cfg.test_limit)
 
     augment = build_augment(cfg.augment) if data_cfg.augment else None
-    train_set = SampleDataset(train_samples, vocab, augment, seed=cfg.train.seed)
+    reink_fn = None
+    if reink_p > 0:
+        reink_fn = functools.partial(
+            reink, cfg=cfg.augment, render=cfg.render, preprocess=cfg.preprocess
+        )
+    train_set = SampleDataset(
+        train_samples, vocab, augment, seed=cfg.train.seed, reink=reink_fn, reink_p=reink_p
+    )
     bucket = BucketBatchSampler(
         train_set.sizes(),
         max_pixels=cfg.train.batch_pixels,
