@@ -4,7 +4,7 @@
 # search, export the fp16 inference weights.
 #
 #   scripts/gpu_speedrun.sh OUT_DIR [--archive inkml.tar.xz] [--wheels DIR] [--budget 8m]
-#                                   [--run-dir DIR] [--smoke] [-- KEY=VALUE ...]
+#                                   [--run-dir DIR] [--smoke] [--bench] [-- KEY=VALUE ...]
 #
 # --archive  CROHME InkML packed like ../shared/crohme/inkml.tar.xz (unpacked to a temp folder);
 #            without it the data comes from $HMER_CROHME or ../shared/crohme.
@@ -13,17 +13,19 @@
 # --smoke    the same path at CPU size (64 training expressions, 8 per test split, 150 s):
 #            run it before spending any GPU time.
 # --run-dir  where the full run directory goes (default OUT_DIR/run).
+# --bench    afterwards, benchmarks/bench_decode.py on the same device (about a minute on a GPU:
+#            formulas/s and ms/formula of batched beam-10 decoding) -> OUT_DIR/bench_decode.txt.
 # KEY=VALUE  config overrides passed to train.py.
 #
 # OUT_DIR receives small files only (each well under 16 MB): model.pt (fp16 weights, config,
 # vocabulary), results.json, metrics.jsonl, train.log, curves.png, predictions.tar.gz,
-# config.yaml, speedrun.log. The full run directory (checkpoints with optimizer state) is
+# config.yaml, speedrun.log (and bench_decode.txt). The full run directory (checkpoints with optimizer state) is
 # OUT_DIR/run unless --run-dir says otherwise. A failed or killed training still has its
 # last or best checkpoint exported.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-out="" run="" archive="" wheels="" budget="8m" smoke=0 overrides=()
+out="" run="" archive="" wheels="" budget="8m" smoke=0 bench=0 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --archive) archive="$2"; shift 2 ;;
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --budget) budget="$2"; shift 2 ;;
     --run-dir) run="$2"; shift 2 ;;
     --smoke) smoke=1; shift ;;
+    --bench) bench=1; shift ;;
     --) shift; overrides=("$@"); break ;;
     -*) echo "gpu_speedrun: unknown option $1" >&2; exit 2 ;;
     *) out="$1"; shift ;;
@@ -96,6 +99,17 @@ for f in results.json metrics.jsonl config.yaml; do
   [ -f "$run/$f" ] && cp "$run/$f" "$out/$f"
 done
 (cd "$run" && ls predictions_*.tsv >/dev/null 2>&1 && tar -czf "$out/predictions.tar.gz" predictions_*.tsv)
+if [ "$bench" = 1 ]; then
+  if [ "$smoke" = 1 ]; then
+    bench_args=(--batch-sizes 1 --steps 25 --no-recompute)
+  else
+    bench_args=(--device cuda --batch-sizes 1 16 64 --repeats 3 --no-recompute)
+  fi
+  log "decode benchmark ${bench_args[*]}"
+  "$PY" benchmarks/bench_decode.py "${bench_args[@]}" > "$out/bench_decode.txt" 2>&1 \
+    || log "decode benchmark failed"
+  cat "$out/bench_decode.txt"
+fi
 log "done in $(( $(date +%s) - start ))s"
 [ -f "$out/results.json" ] && cat "$out/results.json"
 exit "$status"
