@@ -3,8 +3,9 @@
 All searches run a whole batch of images at once and decode one new token per hypothesis per step
 (:meth:`hmer.model.decoder.Decoder.step`); the memory's keys/values are computed once per search,
 and an image leaves the batch as soon as its search is done. One host sync per step decides that.
-``use_cache=False`` recomputes the whole prefix at every step instead (BTTR's way): same results,
-kept as the reference for tests and benchmarks.
+``use_cache=False`` recomputes the whole prefix at every step instead, as BTTR does (though the
+memory's keys/values stay shared by an image's hypotheses): same results, kept as the reference
+for tests and benchmarks.
 
 Conventions:
 
@@ -18,13 +19,13 @@ Conventions:
 - Bidirectional search runs both directions, scores every ended hypothesis with the opposite
   direction too (one teacher-forced pass for the whole batch) and ranks by the average of the two
   log-probabilities, length-normalized as above.
+- Decode with the model in eval mode (dropout off); nothing here changes the model's mode.
 
 Where this does less work than BTTR, with the same results: ended hypotheses are not stepped
 again (the rows of a step are the live hypotheses of the widest search); a hypothesis both
 directions ended is not rescored (both log-probabilities are known); and :func:`beam_search`,
 which wants only the best, never rescores a hypothesis whose upper bound cannot beat the best
 score known (see :func:`_rescore`).
-- Decode with the model in eval mode (dropout off); nothing here changes the model's mode.
 """
 
 from __future__ import annotations
