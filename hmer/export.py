@@ -454,7 +454,7 @@ class OnnxRecognizer:
         found: dict[int, Prediction] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            best = self.nbest(*_pad_images([images[i] for i in chunk]), beam=beam)
+            best = self.nbest(*_pad_images([images[i] for i in chunk]), beam=beam, best_only=True)
             for i, hyps in zip(chunk, best, strict=True):
                 ids, score = hyps[0]
                 tokens = self.vocab.decode(ids)
@@ -589,6 +589,82 @@ class OnnxRecognizer:
         }
         return self._score.run(None, feed)[0].reshape(b, g)
 
+    def _opposite_logps(
+        self,
+        memory: Encoded,
+        sequences: list[list[np.ndarray]],
+        found_r2l: list[list[bool]],
+        logps: list[np.ndarray],
+        max_len: int,
+        alpha: float,
+        best_only: bool,
+    ) -> list[np.ndarray]:
+        """Per image, each hypothesis's log p in the direction that did not find it, with the
+        savings of :func:`hmer.decode._rescore`: a hypothesis both directions ended is not
+        scored again; with ``best_only``, one whose bound ``logp / 2`` (normalized) cannot beat
+        the best known score stays -inf."""
+        opposite, pending, norms = [], [], []
+        for seqs, r2l, logp in zip(sequences, found_r2l, logps, strict=True):
+            ended = {
+                (back, tuple(s)): j
+                for j, (s, back) in enumerate(zip(seqs, r2l, strict=True))
+                if len(s) < max_len
+            }
+            known = np.full(len(seqs), -np.inf, np.float32)
+            for j, (s, back) in enumerate(zip(seqs, r2l, strict=True)):
+                partner = ended.get((not back, tuple(s)))
+                if len(s) < max_len and partner is not None:
+                    known[j] = logp[partner]
+            opposite.append(known)
+            pending.append(np.isneginf(known) & np.isfinite(logp))
+            norms.append((np.array([len(s) for s in seqs], np.float32) + 1) ** np.float32(alpha))
+        if not best_only:
+            self._score_opposite(memory, sequences, found_r2l, pending, opposite)
+            return opposite
+        for first_round in (True, False):
+            chosen = []
+            for logp, known, waiting, norm in zip(logps, opposite, pending, norms, strict=True):
+                bound = logp / 2 / norm
+                best = np.max((logp + known) / 2 / norm, initial=-np.inf)
+                candidates = waiting & (bound > best)
+                if first_round:
+                    top = np.argsort(-np.where(candidates, bound, -np.inf), kind="stable")[:2]
+                    candidates &= np.isin(np.arange(len(bound)), top)
+                chosen.append(candidates)
+            self._score_opposite(memory, sequences, found_r2l, chosen, opposite)
+            pending = [waiting & ~c for waiting, c in zip(pending, chosen, strict=True)]
+        return opposite
+
+    def _score_opposite(
+        self,
+        memory: Encoded,
+        sequences: list[list[np.ndarray]],
+        found_r2l: list[list[bool]],
+        which: list[np.ndarray],
+        opposite: list[np.ndarray],
+    ) -> None:
+        """Write into ``opposite`` the other direction's log p of the hypotheses ``which``
+        (per image, bool), in one teacher-forced pass."""
+        chosen = [np.nonzero(w)[0] for w in which]
+        width = max(len(c) for c in chosen)
+        if width == 0:
+            return
+        empty = np.zeros(0, np.int64)
+        padded = [
+            [seqs[j] for j in c] + [empty] * (width - len(c))
+            for seqs, c in zip(sequences, chosen, strict=True)
+        ]
+        backward = np.array(
+            [
+                [not r2l[j] for j in c] + [False] * (width - len(c))
+                for r2l, c in zip(found_r2l, chosen, strict=True)
+            ],
+            bool,
+        )
+        scored = self._sequence_logp(memory, padded, backward)
+        for n, c in enumerate(chosen):
+            opposite[n][c] = scored[n, : len(c)]
+
     def nbest(
         self,
         images: np.ndarray,
@@ -599,9 +675,12 @@ class OnnxRecognizer:
         length_penalty: float | None = None,
         bidirectional: bool | None = None,
         direction: str = "l2r",
+        best_only: bool = False,
     ) -> list[list[tuple[list[int], float]]]:
         """Per image, ``(token ids, score)`` of every ended hypothesis, best first, unique
-        (as :func:`hmer.decode.nbest`; unset settings come from ``model.json``).
+        (as :func:`hmer.decode.nbest`; unset settings come from ``model.json``). With
+        ``best_only``, the first is still the best, but hypotheses that cannot beat it are left
+        out unscored (as :func:`hmer.decode.beam_search`).
 
         Args:
             images: ``(B, 1, H, W)`` float32, ink 1 on 0; image_mask: ``(B, H, W)`` bool.
@@ -625,11 +704,10 @@ class OnnxRecognizer:
         found_r2l = [[dr == "r2l" for dr, _ in h] for h in per_image]
         logps = [np.array([e.logp for _, e in h], np.float32) for h in per_image]
         if both:
-            width = max(1, max(len(s) for s in sequences))
-            padded = [s + [np.zeros(0, np.int64)] * (width - len(s)) for s in sequences]
-            r2l = np.array([r + [False] * (width - len(r)) for r in found_r2l], bool)
-            opposite = self._sequence_logp(memory, padded, ~r2l)
-            logps = [(lp + opposite[i, : len(lp)]) / np.float32(2.0) for i, lp in enumerate(logps)]
+            opposite = self._opposite_logps(
+                memory, sequences, found_r2l, logps, max_len, alpha, best_only
+            )
+            logps = [(lp + op) / np.float32(2.0) for lp, op in zip(logps, opposite, strict=True)]
         result = []
         for seqs, logp in zip(sequences, logps, strict=True):
             lengths = np.array([len(s) for s in seqs], np.float32)

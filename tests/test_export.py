@@ -130,10 +130,15 @@ def test_graphs_compute_what_the_pytorch_model_computes(onnx_recognizer, recogni
 def test_onnx_beam_search_gives_the_pytorch_tokens(onnx_recognizer, recognizer, parity_images):
     origin, images = parity_images
     decode = recognizer.config.decode
-    ours = []
+    ours, best_only = [], []
     for start in range(0, len(images), 3):  # batches of 3 images: rows of several images at once
         chunk = images[start : start + 3]
         ours += [h[0] for h in onnx_recognizer.nbest(*(_pad(chunk)), beam=10)]
+        pruned = onnx_recognizer.nbest(*(_pad(chunk)), beam=10, best_only=True)
+        best_only += [h[0] for h in pruned]
+    # Skipping hopeless rescoring never changes the best.
+    assert [tokens for tokens, _ in best_only] == [tokens for tokens, _ in ours]
+    np.testing.assert_allclose([s for _, s in best_only], [s for _, s in ours], atol=1e-5)
     with torch.no_grad():
         theirs = [
             beam_search(recognizer.model, *_tensors(im), beam=10, max_len=decode.max_len)[0]
