@@ -118,12 +118,14 @@ def _train(model, images, ids, device, steps: int) -> tuple[int, float]:
     return step, loss.item()
 
 
-def _timed(fn, device: torch.device, repeats: int):
-    """``fn()``'s result (from a warm-up run) and its best time over ``repeats`` more runs: GPU
-    wall time, or on CPU the process's CPU time (with one thread that is the compute time,
-    unlike wall time on a shared machine)."""
+def _timed(fns: dict[str, object], device: torch.device, repeats: int) -> tuple[dict, dict]:
+    """Each ``fns[label]()``'s result (from a warm-up run) and its best time over ``repeats``
+    rounds; a round times every function once, in turn, so that a machine whose speed drifts
+    over minutes (a shared VM) slows all of them alike and their ratios stay fair. GPU wall
+    time, or on CPU the process's CPU time (with one thread that is the compute time, unlike
+    wall time on a shared machine)."""
 
-    def seconds() -> float:
+    def seconds(fn) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             start = time.perf_counter()
@@ -134,8 +136,12 @@ def _timed(fn, device: torch.device, repeats: int):
         fn()
         return time.process_time() - start
 
-    result = fn()
-    return result, min(seconds() for _ in range(repeats))
+    results = {label: fn() for label, fn in fns.items()}
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for label, fn in fns.items():
+            best[label] = min(best[label], seconds(fn))
+    return results, best
 
 
 def _print_lengths(what: str, sequences: list[list]) -> None:
@@ -192,17 +198,17 @@ def _report(model, images, ids, batch_size: int, args, device: torch.device) -> 
     n = len(order)
     labels = ["greedy", "beam cached"]
     labels += [] if args.no_recompute else ["beam recompute", "beam bttr"]
-    times = {}
-    for label in labels:
-        found, seconds = _timed(
-            lambda x=label: _decode(model, memories, x, args.beam), device, args.repeats
+    fns = {label: lambda x=label: _decode(model, memories, x, args.beam) for label in labels}
+    fns["(encoder)"] = lambda: [model.encode(*x) for x in inputs]
+    found, times = _timed(fns, device, args.repeats)
+    for label in fns:
+        seconds = times[label]
+        rate = (
+            ""
+            if label == "(encoder)"
+            else f"{exprate([h.tokens for h in found[label]], truths)['exprate']:>8.1f}%"
         )
-        rate = exprate([h.tokens for h in found], truths)["exprate"]
-        times[label] = seconds
-        speed = f"{n / seconds:>11.1f}{1000 * seconds / n:>11.2f}"
-        print(f"{batch_size:>5}  {label:<16}{speed}{rate:>8.1f}%")
-    _, encode = _timed(lambda: [model.encode(*x) for x in inputs], device, args.repeats)
-    print(f"{batch_size:>5}  {'(encoder)':<16}{n / encode:>11.1f}{1000 * encode / n:>11.2f}")
+        print(f"{batch_size:>5}  {label:<16}{n / seconds:>11.1f}{1000 * seconds / n:>11.2f}{rate}")
     for baseline in ("beam recompute", "beam bttr"):
         if baseline in times:
             ratio = times[baseline] / times["beam cached"]
@@ -216,7 +222,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="most overfitting steps")
     parser.add_argument("--encoder", choices=["light", "bttr"], default="light")
     parser.add_argument("--beam", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (best is kept)")
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (small ops: 1 is fastest)"
     )

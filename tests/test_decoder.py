@@ -75,10 +75,11 @@ def test_forward_matches_pytorch_transformer_decoder(norm_first):
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("direction", ["l2r", "r2l"])
-def test_cached_steps_equal_full_recomputation(direction):
+def test_cached_steps_equal_full_recomputation(direction, norm_first):
     torch.manual_seed(0)
-    decoder = Decoder(11, 32, 4, 3, 64, 0.3).eval()
+    decoder = Decoder(11, 32, 4, 3, 64, 0.3, norm_first=norm_first).eval()
     memory, mask = _memory()
     tokens = torch.randint(3, 11, (6, 8))  # three rows per image
     lengths = torch.tensor([8, 5, 8, 1, 0, 8])

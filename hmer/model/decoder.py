@@ -1,14 +1,17 @@
 """Transformer decoder over LaTeX tokens: teacher-forced passes and cached incremental steps.
 
 The weights live in PyTorch's own :class:`torch.nn.TransformerDecoder` (batch-first layers), so a
-state dict is the familiar one; the forward code here reads those weights directly and calls
-:func:`torch.nn.functional.scaled_dot_product_attention`, which lets one code path serve
+state dict is the familiar one; the code here reads those weights directly and calls
+:func:`torch.nn.functional.scaled_dot_product_attention`, in two forms of the same layer:
 
-- training / teacher forcing: all positions at once, causal self-attention (``is_causal``: flash
-  kernels on GPU; no target padding mask is needed because padding only ever follows a sequence's
-  real tokens and its outputs are ignored), dropout as in ``nn.TransformerDecoderLayer``;
-- incremental decoding: one new token per row, self-attention keys/values cached per layer, the
-  memory keys/values computed once per search (:meth:`Decoder.start`).
+- training / teacher forcing (:meth:`Decoder.forward`): all positions at once, causal
+  self-attention (``is_causal``: flash kernels on GPU; no target padding mask is needed because
+  padding only ever follows a sequence's real tokens and its outputs are ignored), dropout as in
+  ``nn.TransformerDecoderLayer``;
+- incremental decoding (:meth:`Decoder.step`): one new token per row, self-attention
+  keys/values cached per layer, the memory keys/values computed once per search
+  (:meth:`Decoder.start`), functional calls only (a step's matrices are small, so per-call
+  overhead would otherwise dominate on CPU). Tests check that both give the same logits.
 
 Rows and images: the memory holds ``B`` images and the token batch ``N = B · G`` rows, the ``G``
 rows of image ``b`` being ``b·G … b·G + G - 1`` (two directions in training, beams in search).
@@ -42,6 +45,7 @@ class DecoderState:
         position: number of tokens decoded so far (``t``).
         positions: ``(T, d_model)`` 1D position encodings of positions ``0 … T - 1``, extended
             as needed (one lookup per step instead of building the encoding).
+        layers: the weights each step reads, gathered at the first step.
     """
 
     memory_kv: list[tuple[Tensor, Tensor]]
@@ -49,6 +53,7 @@ class DecoderState:
     self_kv: list[tuple[Tensor, Tensor] | None] = field(default_factory=list)
     position: int = 0
     positions: Tensor | None = None
+    layers: list[_StepWeights] = field(default_factory=list)
 
     def reorder(self, index: Tensor) -> None:
         """Make row ``i`` continue from old row ``index[i]`` (``(N',)`` long: beam reordering,
@@ -64,6 +69,34 @@ class DecoderState:
             (k.index_select(0, index), v.index_select(0, index)) for k, v in self.memory_kv
         ]
         self.memory_bias = self.memory_bias.index_select(0, index)
+
+
+@dataclass(frozen=True)
+class _StepWeights:
+    """One layer's tensors as :meth:`Decoder.step` uses them, gathered (and the attention
+    projections sliced) once per search: a step then calls no module and slices nothing."""
+
+    qkv: tuple[Tensor, Tensor]
+    self_out: tuple[Tensor, Tensor]
+    cross_q: tuple[Tensor, Tensor]
+    cross_out: tuple[Tensor, Tensor]
+    ff1: tuple[Tensor, Tensor]
+    ff2: tuple[Tensor, Tensor]
+    norms: tuple[tuple[Tensor, Tensor, float], ...]
+
+    @classmethod
+    def of(cls, layer: nn.TransformerDecoderLayer) -> _StepWeights:
+        d = layer.self_attn.embed_dim
+        cross = layer.multihead_attn
+        return cls(
+            qkv=(layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias),
+            self_out=(layer.self_attn.out_proj.weight, layer.self_attn.out_proj.bias),
+            cross_q=(cross.in_proj_weight[:d], cross.in_proj_bias[:d]),
+            cross_out=(cross.out_proj.weight, cross.out_proj.bias),
+            ff1=(layer.linear1.weight, layer.linear1.bias),
+            ff2=(layer.linear2.weight, layer.linear2.bias),
+            norms=tuple((n.weight, n.bias, n.eps) for n in (layer.norm1, layer.norm2, layer.norm3)),
+        )
 
 
 def _attention_bias(memory_mask: Tensor) -> Tensor:
@@ -151,7 +184,12 @@ class Decoder(nn.Module):
 
     def step(self, tokens: Tensor, state: DecoderState) -> Tensor:
         """Feed one token per row, ``(N,)`` long at position ``state.position``; returns the
-        ``(N, vocab_size)`` logits of the next token and advances ``state``."""
+        ``(N, vocab_size)`` logits of the next token and advances ``state``.
+
+        For inference: no dropout. The same computation as :meth:`forward` at the newest
+        position, written with functional calls on ``(N, d_model)`` rows, since a step's
+        matrices are small and per-call overhead would otherwise dominate on CPU.
+        """
         t = state.position
         if state.positions is None or t >= len(state.positions):
             # The encoding of positions t … t + 63: what self.pos adds to a zero input.
@@ -160,11 +198,56 @@ class Decoder(nn.Module):
             state.positions = (
                 more if state.positions is None else torch.cat((state.positions, more))
             )
-        x = self.embed_norm(self.embed(tokens[:, None])) + state.positions[t]
-        for i, layer in enumerate(self.transformer.layers):
-            x, _ = self._layer(layer, x, state.memory_kv[i], state.memory_bias, state, i, False)
+        if not state.layers:
+            state.layers = [_StepWeights.of(layer) for layer in self.transformer.layers]
+        norm = self.embed_norm
+        x = F.layer_norm(self.embed.weight[tokens], norm.normalized_shape, norm.weight, norm.bias,
+                         norm.eps) + state.positions[t]  # fmt: skip
+        pre_norm = self.transformer.norm is not None
+        for i, weights in enumerate(state.layers):
+            x = self._step_layer(x, weights, state, i, pre_norm)
         state.position += 1
-        return self._logits(x)[:, 0]
+        if pre_norm:
+            final = self.transformer.norm
+            x = F.layer_norm(x, final.normalized_shape, final.weight, final.bias, final.eps)
+        return F.linear(x, self.head.weight, self.head.bias)
+
+    def _step_layer(
+        self, x: Tensor, w: _StepWeights, state: DecoderState, index: int, pre_norm: bool
+    ) -> Tensor:
+        """One layer of :meth:`step` on ``(N, D)`` rows (post-norm as BTTR, or pre-norm)."""
+        n, d, h = x.shape[0], self.embed.embedding_dim, self.nhead  # d, h: static when traced
+
+        def norm(y: Tensor, which: int) -> Tensor:
+            weight, bias, eps = w.norms[which]
+            return F.layer_norm(y, (d,), weight, bias, eps)
+
+        def self_attention(y: Tensor) -> Tensor:
+            q, k, v = F.linear(y, *w.qkv).view(n, 3, h, 1, d // h).unbind(1)
+            past = state.self_kv[index]
+            if past is not None:
+                k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+            state.self_kv[index] = (k, v)
+            return F.linear(F.scaled_dot_product_attention(q, k, v).view(n, d), *w.self_out)
+
+        def cross_attention(y: Tensor) -> Tensor:
+            keys, values = state.memory_kv[index]
+            b = keys.shape[0]
+            q = F.linear(y, *w.cross_q).view(b, n // b, h, d // h).transpose(1, 2)
+            mask = state.memory_bias.to(q.dtype)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            return F.linear(out.transpose(1, 2).reshape(n, d), *w.cross_out)
+
+        def feed_forward(y: Tensor) -> Tensor:
+            return F.linear(F.relu(F.linear(y, *w.ff1)), *w.ff2)
+
+        if pre_norm:
+            x = x + self_attention(norm(x, 0))
+            x = x + cross_attention(norm(x, 1))
+            return x + feed_forward(norm(x, 2))
+        x = norm(x + self_attention(x), 0)
+        x = norm(x + cross_attention(x), 1)
+        return norm(x + feed_forward(x), 2)
 
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.pos(self.embed_norm(self.embed(tokens)))
@@ -188,7 +271,7 @@ class Decoder(nn.Module):
         for i, layer in enumerate(layers):
             last = need_weights and i == len(layers) - 1
             kv = self._memory_kv(layer, memory)
-            x, weights = self._layer(layer, x, kv, bias, None, i, last)
+            x, weights = self._layer(layer, x, kv, bias, last)
         return self._logits(x), weights
 
     def _memory_kv(
@@ -205,8 +288,6 @@ class Decoder(nn.Module):
         x: Tensor,
         memory_kv: tuple[Tensor, Tensor],
         bias: Tensor,
-        state: DecoderState | None,
-        index: int,
         need_weights: bool,
     ) -> tuple[Tensor, Tensor | None]:
         """``nn.TransformerDecoderLayer.forward`` (both norm placements) on ``(N, L, D)``."""
@@ -218,28 +299,21 @@ class Decoder(nn.Module):
             return out
 
         if layer.norm_first:
-            x = x + layer.dropout1(self._self_attention(layer, layer.norm1(x), state, index))
+            x = x + layer.dropout1(self._self_attention(layer, layer.norm1(x)))
             x = x + layer.dropout2(cross(layer.norm2(x)))
             x = x + self._feed_forward(layer, layer.norm3(x))
         else:
-            x = layer.norm1(x + layer.dropout1(self._self_attention(layer, x, state, index)))
+            x = layer.norm1(x + layer.dropout1(self._self_attention(layer, x)))
             x = layer.norm2(x + layer.dropout2(cross(x)))
             x = layer.norm3(x + self._feed_forward(layer, x))
         return x, weights
 
-    def _self_attention(
-        self, layer: nn.TransformerDecoderLayer, x: Tensor, state: DecoderState | None, index: int
-    ) -> Tensor:
-        """Causal self-attention; with ``state``, ``x`` holds the newest position only."""
+    def _self_attention(self, layer: nn.TransformerDecoderLayer, x: Tensor) -> Tensor:
+        """Causal self-attention over ``(N, L, D)``."""
         attn = layer.self_attn
         q, k, v = _heads(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), 3, self.nhead)
-        if state is not None:
-            past = state.self_kv[index]
-            if past is not None:
-                k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
-            state.self_kv[index] = (k, v)
         dropout = attn.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=state is None)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         return attn.out_proj(_merge_heads(out))
 
     def _cross_attention(
