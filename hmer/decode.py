@@ -428,7 +428,8 @@ def nbest_from_memory(
         beam,
         max_len,
         length_penalty,
-        ("l2r", "r2l") if bidirectional else (direction,),
+        bidirectional,
+        direction,
         use_cache,
         best_only=False,
     )
@@ -483,7 +484,8 @@ def beam_search_from_memory(
         beam,
         max_len,
         length_penalty,
-        ("l2r", "r2l") if bidirectional else (direction,),
+        bidirectional,
+        direction,
         use_cache,
         best_only=True,
     )
@@ -497,16 +499,19 @@ def _search(
     beam: int,
     max_len: int,
     length_penalty: float,
-    directions: tuple[Direction, ...],
+    bidirectional: bool,
+    direction: Direction,
     use_cache: bool,
     best_only: bool,
 ) -> list[list[Hypothesis]]:
-    """Beam search in ``directions`` (both: then rescored), hypotheses per image, best first."""
+    """Beam search in both directions (then rescored) or in ``direction``; hypotheses per
+    image, best first."""
     if not 1 <= beam <= model.vocab_size or max_len < 1:
         raise ValueError(
             f"need 1 <= beam <= vocabulary size ({model.vocab_size}) and max_len >= 1, "
             f"got beam={beam}, max_len={max_len}"
         )
+    directions: tuple[Direction, ...] = ("l2r", "r2l") if bidirectional else (direction,)
     found = _beam(model, memory, memory_mask, directions, beam, max_len, use_cache)
     b = memory.shape[0]
     width = max(e.tokens.shape[2] for e in found)

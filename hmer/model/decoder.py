@@ -21,7 +21,9 @@ repeated: its keys/values are ``(B, heads, S, head_dim)`` whatever ``G`` is.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -97,6 +99,20 @@ class _StepWeights:
             ff2=(layer.linear2.weight, layer.linear2.bias),
             norms=tuple((n.weight, n.bias, n.eps) for n in (layer.norm1, layer.norm2, layer.norm3)),
         )
+
+
+def _sublayers(
+    x: Tensor,
+    norms: Sequence[Callable[[Tensor], Tensor]],
+    sublayers: Sequence[Callable[[Tensor], Tensor]],
+    pre_norm: bool,
+) -> Tensor:
+    """``x`` through a layer's sublayers (self-attention, cross-attention, feed-forward), each
+    with its residual connection and LayerNorm, placed as ``nn.TransformerDecoderLayer`` does:
+    before the sublayer (``pre_norm``) or after the sum (BTTR)."""
+    for norm, sublayer in zip(norms, sublayers, strict=True):
+        x = x + sublayer(norm(x)) if pre_norm else norm(x + sublayer(x))
+    return x
 
 
 def _attention_bias(memory_mask: Tensor) -> Tensor:
@@ -218,10 +234,6 @@ class Decoder(nn.Module):
         """One layer of :meth:`step` on ``(N, D)`` rows (post-norm as BTTR, or pre-norm)."""
         n, d, h = x.shape[0], self.embed.embedding_dim, self.nhead  # d, h: static when traced
 
-        def norm(y: Tensor, which: int) -> Tensor:
-            weight, bias, eps = w.norms[which]
-            return F.layer_norm(y, (d,), weight, bias, eps)
-
         def self_attention(y: Tensor) -> Tensor:
             q, k, v = F.linear(y, *w.qkv).view(n, 3, h, 1, d // h).unbind(1)
             past = state.self_kv[index]
@@ -241,13 +253,13 @@ class Decoder(nn.Module):
         def feed_forward(y: Tensor) -> Tensor:
             return F.linear(F.relu(F.linear(y, *w.ff1)), *w.ff2)
 
-        if pre_norm:
-            x = x + self_attention(norm(x, 0))
-            x = x + cross_attention(norm(x, 1))
-            return x + feed_forward(norm(x, 2))
-        x = norm(x + self_attention(x), 0)
-        x = norm(x + cross_attention(x), 1)
-        return norm(x + feed_forward(x), 2)
+        norms = [
+            functools.partial(
+                F.layer_norm, normalized_shape=(d,), weight=weight, bias=bias, eps=eps
+            )
+            for weight, bias, eps in w.norms
+        ]
+        return _sublayers(x, norms, (self_attention, cross_attention, feed_forward), pre_norm)
 
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.pos(self.embed_norm(self.embed(tokens)))
@@ -298,15 +310,13 @@ class Decoder(nn.Module):
             out, weights = self._cross_attention(layer, y, memory_kv, bias, need_weights)
             return out
 
-        if layer.norm_first:
-            x = x + layer.dropout1(self._self_attention(layer, layer.norm1(x)))
-            x = x + layer.dropout2(cross(layer.norm2(x)))
-            x = x + self._feed_forward(layer, layer.norm3(x))
-        else:
-            x = layer.norm1(x + layer.dropout1(self._self_attention(layer, x)))
-            x = layer.norm2(x + layer.dropout2(cross(x)))
-            x = layer.norm3(x + self._feed_forward(layer, x))
-        return x, weights
+        sublayers = (
+            lambda y: layer.dropout1(self._self_attention(layer, y)),
+            lambda y: layer.dropout2(cross(y)),
+            lambda y: self._feed_forward(layer, y),
+        )
+        norms = (layer.norm1, layer.norm2, layer.norm3)
+        return _sublayers(x, norms, sublayers, layer.norm_first), weights
 
     def _self_attention(self, layer: nn.TransformerDecoderLayer, x: Tensor) -> Tensor:
         """Causal self-attention over ``(N, L, D)``."""
