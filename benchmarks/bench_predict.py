@@ -1,12 +1,16 @@
 """Seconds per formula for a person waiting: ``hmer predict``'s path end to end on CPU.
 
     python benchmarks/bench_predict.py [--checkpoint CKPT] [--n 40] [--beam 10] [--threads 2]
+                                       [--decoder-threads 1]
 
 Per image: read the PNG file, preprocess it (:func:`hmer.data.preprocess.preprocess`), encode
 and run beam search (beam 10, both directions + rescoring), batch 1, for
 
-- PyTorch: :class:`hmer.recognize.Recognizer` (eager, fp32);
-- onnxruntime: :class:`hmer.export.OnnxRecognizer` on the model's ONNX export.
+- PyTorch: :class:`hmer.recognize.Recognizer` (eager, fp32), on ``--threads`` threads;
+- onnxruntime: :class:`hmer.export.OnnxRecognizer` on the model's ONNX export, with its
+  defaults: the encoder on ``--threads`` threads, the decoder step on one
+  (``--decoder-threads``). This is what ``hmer predict`` runs on a CPU when onnxruntime is
+  installed (``--engine auto``).
 
 Images: real CROHME 2014 test expressions (InkML rendered at the 32 px symbol scale, saved as
 dark-on-white PNG files) when the data is there, else synthetic expressions. Median and p90
@@ -102,6 +106,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40, help="test formulas")
     parser.add_argument("--beam", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch, ORT, cv2)")
+    parser.add_argument(
+        "--decoder-threads", type=int, default=1, help="onnxruntime decoder step threads"
+    )
     parser.add_argument("--no-length-cap", action="store_true", help="random model: max_len 200")
     parser.add_argument("--no-onnx", action="store_true", help="PyTorch only")
     args = parser.parse_args()
@@ -132,7 +139,10 @@ def main() -> None:
     cap = checkpoint is None and not args.no_length_cap
     max_lens = [len(t) + EXTRA_STEPS if cap else default_len for t in truths]
     n_params = sum(p.numel() for p in recognizer.model.parameters())
-    print(f"predict benchmark: torch {torch.__version__}, {args.threads} threads, beam {args.beam}")
+    print(
+        f"predict benchmark: torch {torch.__version__}, {args.threads} threads "
+        f"(onnxruntime decoder: {args.decoder_threads}), beam {args.beam}"
+    )
     if load > 0.5:
         print(f"note: load average {load:.1f} at start: other processes share the cores")
     print(f"model: {model_note}, {n_params / 1e6:.2f} M parameters")
@@ -157,7 +167,9 @@ def main() -> None:
         from hmer.export import OnnxRecognizer, export_onnx
 
         export_onnx(recognizer.model, recognizer.vocab, recognizer.config, Path(tmp) / "onnx")
-        onnx = OnnxRecognizer(Path(tmp) / "onnx", threads=args.threads)
+        onnx = OnnxRecognizer(
+            Path(tmp) / "onnx", threads=args.threads, decoder_threads=args.decoder_threads
+        )
 
         def onnx_predict(i: int) -> object:
             onnx.max_len = max_lens[i]

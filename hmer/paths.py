@@ -7,6 +7,8 @@ from pathlib import Path
 
 #: Environment variable naming the CROHME folder (layout: see data/README.md).
 CROHME_ENV = "HMER_CROHME"
+#: Environment variable naming hmer's cache folder (files it can always make again).
+CACHE_ENV = "HMER_CACHE"
 
 
 def crohme_root() -> Path | None:
@@ -22,3 +24,13 @@ def crohme_root() -> Path | None:
         if path.is_dir():
             return path
     return None
+
+
+def cache_root() -> Path:
+    """hmer's cache folder (made on demand): ``$HMER_CACHE``, else ``$XDG_CACHE_HOME/hmer``,
+    else ``~/.cache/hmer``. It only holds what hmer can remake, such as ONNX exports."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hmer"

@@ -38,10 +38,12 @@ __all__ = [
     "ImageInput",
     "Prediction",
     "Recognizer",
+    "default_device",
     "default_model_path",
     "input_name",
     "prepare_image",
     "read_input",
+    "shipped_model",
 ]
 
 #: Anything :meth:`Recognizer.predict` reads: a file path (png, jpg, bmp, tiff, webp or InkML),
@@ -77,6 +79,24 @@ class Attention:
 def default_model_path() -> Path:
     """Where the shipped model lives: ``hmer/assets/model.pt`` inside the package."""
     return Path(__file__).resolve().parent / "assets" / "model.pt"
+
+
+def shipped_model() -> Path:
+    """:func:`default_model_path`, checked to exist.
+
+    Raises:
+        HmerError: this copy of hmer has no shipped model (it says how to get one).
+    """
+    path = default_model_path()
+    if not path.is_file():
+        raise HmerError(
+            f"no shipped model at {path}: this copy of hmer has no default weights. "
+            "Train a model (`hmer train configs/bttr.yaml --out runs/bttr`), export its "
+            "weights (`hmer export-weights runs/bttr/best.pt model.pt`) and load them with "
+            "Recognizer.from_checkpoint('model.pt') or `hmer predict --checkpoint model.pt`; "
+            f"or copy such a file to {path}."
+        )
+    return path
 
 
 def input_name(x: ImageInput, index: int = 0) -> str:
@@ -154,7 +174,8 @@ def prepare_image(
         raise
 
 
-def _default_device() -> str:
+def default_device() -> str:
+    """``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -196,7 +217,7 @@ class Recognizer:
         """
         from hmer.engine.checkpoint import load_model
 
-        device = device or _default_device()
+        device = device or default_device()
         model, vocab, config = load_model(path, device)
         return cls(model, vocab, config, device)
 
@@ -207,16 +228,7 @@ class Recognizer:
         Raises:
             HmerError: this copy of hmer has no shipped model (it says how to get one).
         """
-        path = default_model_path()
-        if not path.is_file():
-            raise HmerError(
-                f"no shipped model at {path}: this copy of hmer has no default weights. "
-                "Train a model (`hmer train configs/bttr.yaml --out runs/bttr`), export its "
-                "weights (`hmer export-weights runs/bttr/best.pt model.pt`) and load them with "
-                "Recognizer.from_checkpoint('model.pt') or `hmer predict --checkpoint model.pt`; "
-                f"or copy such a file to {path}."
-            )
-        return cls.from_checkpoint(path, device)
+        return cls.from_checkpoint(shipped_model(), device)
 
     @property
     def preprocess_config(self) -> PreprocessConfig:

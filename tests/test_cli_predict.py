@@ -131,6 +131,55 @@ def test_default_model_is_the_shipped_one_or_a_clear_error(checkpoint, folder, m
     assert code == 0 and out.strip() == " ".join(LABELS[0])
 
 
+def test_on_cpu_auto_reads_with_onnxruntime_from_a_cached_export(
+    checkpoint, folder, private_cache, capsys
+):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    image = str(folder / "a.png")
+    code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--device", "cpu")
+    assert code == 0 and err == "" and out.strip() == " ".join(LABELS[0])
+    exports = list((private_cache / "onnx").iterdir())
+    assert len(exports) == 1 and (exports[0] / "model.json").is_file()
+    for engine in ("onnx", "torch"):
+        code, out, _ = _run(capsys, image, "--checkpoint", str(checkpoint), "--engine", engine)
+        assert code == 0 and out.strip() == " ".join(LABELS[0])
+    assert list((private_cache / "onnx").iterdir()) == exports  # exported once
+
+
+@pytest.mark.parametrize(
+    ("argv", "engine"),
+    [
+        (["--device", "cpu"], "onnx"),
+        (["--device", "cuda"], "torch"),
+        (["--device", "cpu", "--attention", "a.png"], "torch"),
+        (["--device", "cpu", "--engine", "torch"], "torch"),
+        (["--onnx", "dir"], "onnx"),
+    ],
+)
+def test_engine_choice(argv, engine):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from hmer.cli import build_parser
+    from hmer.cli.predict import choose_engine
+
+    assert choose_engine(build_parser().parse_args(["predict", "x.png", *argv])) == engine
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--engine", "onnx", "--attention", "a.png"], "--attention"),
+        (["--engine", "onnx", "--device", "cuda"], "--device cuda"),
+        (["--engine", "torch", "--onnx", "dir"], "--onnx"),
+    ],
+)
+def test_engine_conflicts_are_refused_naming_the_options(argv, named, capsys):
+    code, out, err = _run(capsys, "x.png", *argv)
+    assert code == 2 and out == ""
+    assert named in err
+
+
 def test_no_readable_argument_exits_non_zero(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

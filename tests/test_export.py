@@ -26,7 +26,8 @@ from hmer.config import config_to_dict
 from hmer.data.batching import collate
 from hmer.data.preprocess import to_tensor
 from hmer.decode import beam_search, greedy
-from hmer.export import FILES, OnnxRecognizer, export_onnx
+from hmer.errors import CheckpointError
+from hmer.export import FILES, OnnxRecognizer, cached_export, export_onnx
 from hmer.paths import crohme_root
 
 pytest.importorskip("onnxruntime")
@@ -190,6 +191,65 @@ def test_cli_exports_then_predicts_with_onnxruntime(checkpoint, renders, tmp_pat
     capsys.readouterr()
     assert main(["predict", "--onnx", str(out), str(image)]) == 0
     assert capsys.readouterr().out.strip() == " ".join(LABELS[0])
+
+
+def test_the_decoder_runs_on_one_thread_unless_asked(onnx_dir):
+    def threads(recognizer: OnnxRecognizer) -> list[int]:
+        sessions = (recognizer._encoder, recognizer._step, recognizer._score)
+        return [s.get_session_options().intra_op_num_threads for s in sessions]
+
+    assert threads(OnnxRecognizer(onnx_dir, threads=2)) == [2, 1, 1]
+    assert threads(OnnxRecognizer(onnx_dir, threads=2, decoder_threads=2)) == [2, 2, 2]
+
+
+def test_a_checkpoint_is_exported_once_per_content(checkpoint, tmp_path, monkeypatch):
+    import hmer.export
+
+    monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
+    first = cached_export(checkpoint)
+    assert first.parent == tmp_path / "cache" / "onnx"
+    assert sorted(p.name for p in first.iterdir()) == sorted(FILES.values())
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(hmer.export, "export_onnx", no_export)
+    assert cached_export(copy) == first  # same bytes, another name: the same export
+    assert (
+        OnnxRecognizer.from_checkpoint(copy, threads=1).vocab.to_dict()
+        == json.loads((first / FILES["meta"]).read_text())["vocab"]
+    )
+
+
+def test_an_interrupted_export_leaves_nothing_to_reuse(checkpoint, tmp_path, monkeypatch):
+    import hmer.export
+
+    monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
+    real = hmer.export.export_onnx
+
+    def killed(model, vocab, config, out_dir, **kwargs):
+        real(model, vocab, config, out_dir, **kwargs)
+        (Path(out_dir) / FILES["step"]).unlink()  # a half-written folder...
+        raise KeyboardInterrupt  # ...when the user presses Ctrl-C
+
+    monkeypatch.setattr(hmer.export, "export_onnx", killed)
+    with pytest.raises(KeyboardInterrupt):
+        cached_export(checkpoint)
+    assert list((tmp_path / "cache" / "onnx").iterdir()) == []
+    monkeypatch.setattr(hmer.export, "export_onnx", real)
+    done = cached_export(checkpoint)
+    assert sorted(p.name for p in done.iterdir()) == sorted(FILES.values())
+
+
+def test_unreadable_checkpoints_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match=r"missing\.pt"):
+        cached_export(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.pt"):
+        OnnxRecognizer.from_checkpoint(junk)
 
 
 def _pad(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -69,11 +69,44 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _load_recognizer(args: argparse.Namespace) -> Any:
-    if args.onnx is not None:
+def choose_engine(args: argparse.Namespace) -> str:
+    """``"onnx"`` or ``"torch"``: ``--engine`` when given; ``auto`` picks onnxruntime on CPU
+    when it is installed (same tokens, faster for one person waiting: benchmarks/RESULTS.md),
+    else PyTorch; ``--attention`` needs PyTorch.
+
+    Raises:
+        HmerError: a combination that cannot work (naming the options).
+    """
+    import importlib.util
+
+    from hmer.errors import HmerError
+
+    engine = "onnx" if args.onnx is not None and args.engine == "auto" else args.engine
+    if engine == "auto":
+        from hmer.recognize import default_device
+
+        usable = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
+        on_cpu = (args.device if args.device != "auto" else default_device()) == "cpu"
+        engine = "onnx" if usable and on_cpu and args.attention is None else "torch"
+    if engine == "onnx":
+        if args.attention is not None:
+            raise HmerError("--attention needs the PyTorch model: use --engine torch, not onnx")
+        if args.device == "cuda":
+            raise HmerError("--engine onnx runs on the CPU: use --engine torch with --device cuda")
+    elif args.onnx is not None:
+        raise HmerError("--onnx DIR is read with onnxruntime: drop --engine torch")
+    return engine
+
+
+def _load_recognizer(args: argparse.Namespace, engine: str) -> Any:
+    if engine == "onnx":
         from hmer.export import OnnxRecognizer
 
-        return OnnxRecognizer(args.onnx)
+        if args.onnx is not None:
+            return OnnxRecognizer(args.onnx)
+        if args.checkpoint is not None:
+            return OnnxRecognizer.from_checkpoint(args.checkpoint)
+        return OnnxRecognizer.from_pretrained()
     from hmer.recognize import Recognizer
 
     device = None if args.device == "auto" else args.device
@@ -86,14 +119,13 @@ def run_predict(args: argparse.Namespace) -> int:
     """Exit code 0 when every image was read, 1 when some could not be, 2 on a fatal error."""
     from hmer.errors import HmerError
 
-    if args.attention is not None and args.onnx is not None:
-        raise HmerError("--attention needs the PyTorch model: use --checkpoint, not --onnx")
+    engine = choose_engine(args)
     paths, errors = expand_inputs(args.inputs)
     for message in errors:
         print(f"hmer: error: {message}", file=sys.stderr)
     if not paths:
         return 1
-    recognizer = _load_recognizer(args)
+    recognizer = _load_recognizer(args, engine)
     show = output_paths(args.show, paths) if args.show else [None] * len(paths)
     attention = output_paths(args.attention, paths) if args.attention else [None] * len(paths)
     failed = bool(errors)
@@ -187,6 +219,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--onnx", type=Path, metavar="DIR", help="use an `hmer export --onnx` folder (onnxruntime)"
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "onnx", "torch"],
+        help="onnx: onnxruntime, the model exported once to $HMER_CACHE (default ~/.cache/hmer); "
+        "torch: PyTorch. auto (default): onnx on CPU when onnxruntime is installed "
+        "(pip install 'hmer[onnx]'), else torch",
     )
     p.add_argument("--beam", type=_positive_int, default=10, help="beam width (default 10)")
     p.add_argument("--json", action="store_true", help="JSON Lines: path, latex, tokens, score")
