@@ -100,6 +100,32 @@ def _report(name: str, wall: list[float], cpu: list[float], found: list) -> None
     )
 
 
+def _compare_layouts(
+    recognizer: Recognizer, predict: Callable[[int], object], count: int, rounds: int = 3
+) -> None:
+    """Wall seconds of ``predict(i)`` with the model's weights channels-last and NCHW, the two
+    timed one after the other on every formula (so drifts of the machine's speed hit both),
+    ``rounds`` passes over the formulas."""
+    model = recognizer.model
+    layouts = {"channels-last": torch.channels_last, "nchw": torch.contiguous_format}
+    wall: dict[str, list[float]] = {name: [] for name in layouts}
+    tokens: dict[str, list] = {name: [] for name in layouts}
+    for _ in range(rounds):
+        for i in range(count):
+            for name, layout in layouts.items():
+                model.to(memory_format=layout)
+                start = time.perf_counter()
+                tokens[name].append(predict(i).tokens)
+                wall[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(times) for name, times in wall.items()}
+    for name, median in medians.items():
+        print(f"pytorch {name:<14} wall: median {median:.3f} s")
+    print(
+        f"channels-last is {medians['nchw'] / medians['channels-last']:.2f}x NCHW's speed "
+        f"({rounds} rounds); same tokens: {tokens['nchw'] == tokens['channels-last']}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="default: the shipped model, else random")
@@ -111,6 +137,12 @@ def main() -> None:
     )
     parser.add_argument("--no-length-cap", action="store_true", help="random model: max_len 200")
     parser.add_argument("--no-onnx", action="store_true", help="PyTorch only")
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="PyTorch only: channels-last weights (Recognizer's CPU default) against NCHW, "
+        "the two timed in turn on each formula",
+    )
     args = parser.parse_args()
     import cv2
 
@@ -160,6 +192,9 @@ def main() -> None:
             recognizer.config.decode.max_len = max_lens[i]
             return recognizer.predict(paths[i], beam=args.beam)
 
+        if args.layouts:
+            _compare_layouts(recognizer, torch_predict, len(paths))
+            return
         wall, cpu, found = _timed(torch_predict, len(paths))
         _report("pytorch", wall, cpu, found)
         if args.no_onnx:

@@ -189,7 +189,8 @@ class Recognizer:
     with the beam width given per call.
 
     Args:
-        model: an :class:`~hmer.model.HmerModel` (put in eval mode here).
+        model: an :class:`~hmer.model.HmerModel` (put in eval mode here, and channels-last on
+            a CPU).
         vocab: its vocabulary.
         config: the run's config (preprocessing, rendering and decoding settings are used).
         device: where the model is and batches go.
@@ -202,6 +203,8 @@ class Recognizer:
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu":  # oneDNN convolutions: predict 1.05-1.12x faster (RESULTS)
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.vocab = vocab
         self.config = config
 
