@@ -147,6 +147,22 @@ def test_on_cpu_auto_reads_with_onnxruntime_from_a_cached_export(
     assert list((private_cache / "onnx").iterdir()) == exports  # exported once
 
 
+def test_auto_falls_back_to_pytorch_when_the_export_fails(checkpoint, folder, monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    import hmer.export
+
+    def broken(path):
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(hmer.export, "cached_export", broken)
+    image = str(folder / "a.png")
+    code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--device", "cpu")
+    assert code == 0 and out.strip() == " ".join(LABELS[0])
+    assert "exporter crashed" in err and "PyTorch" in err
+    code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--engine", "onnx")
+    assert code == 2 and out == "" and "exporter crashed" in err  # asked for: not replaced
+
+
 @pytest.mark.parametrize(
     ("argv", "engine"),
     [

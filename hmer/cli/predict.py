@@ -100,13 +100,23 @@ def choose_engine(args: argparse.Namespace) -> str:
 
 def _load_recognizer(args: argparse.Namespace, engine: str) -> Any:
     if engine == "onnx":
+        from hmer.errors import HmerError
         from hmer.export import OnnxRecognizer
 
-        if args.onnx is not None:
-            return OnnxRecognizer(args.onnx)
-        if args.checkpoint is not None:
-            return OnnxRecognizer.from_checkpoint(args.checkpoint)
-        return OnnxRecognizer.from_pretrained()
+        try:
+            if args.onnx is not None:
+                return OnnxRecognizer(args.onnx)
+            if args.checkpoint is not None:
+                return OnnxRecognizer.from_checkpoint(args.checkpoint)
+            return OnnxRecognizer.from_pretrained()
+        except HmerError:  # the file or the options: PyTorch would fail alike
+            raise
+        except Exception as error:  # the exporter or onnxruntime itself
+            if args.engine != "auto":
+                message = f"--engine onnx: {error} (--engine torch reads with PyTorch)"
+                raise HmerError(message) from error
+            # auto is never worse than PyTorch: a model that will not export is read with it.
+            print(f"hmer: note: ONNX failed ({error}); reading with PyTorch", file=sys.stderr)
     from hmer.recognize import Recognizer
 
     device = None if args.device == "auto" else args.device
