@@ -327,7 +327,6 @@ def cached_export(checkpoint: str | Path) -> Path:
     import shutil
     import tempfile
 
-    from hmer.engine.checkpoint import load_model
     from hmer.paths import cache_root
 
     path = Path(checkpoint)
@@ -340,7 +339,9 @@ def cached_export(checkpoint: str | Path) -> Path:
         raise CheckpointError(f"{path}: cannot read the checkpoint: {error}") from error
     target = cache_root() / "onnx" / f"{digest.hexdigest()[:32]}-v{VERSION}"
     if (target / FILES["meta"]).is_file():
-        return target
+        return target  # without importing torch: a CLI call stays quick
+    from hmer.engine.checkpoint import load_model
+
     model, vocab, config = load_model(path, "cpu")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

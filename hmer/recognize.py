@@ -175,7 +175,19 @@ def prepare_image(
 
 
 def default_device() -> str:
-    """``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``."""
+    """``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``.
+
+    Without a GPU driver (no NVIDIA or ROCm device node, no ``nvidia-smi``) the answer is
+    ``"cpu"`` without importing torch, which takes seconds: ``hmer predict`` on a laptop then
+    runs on onnxruntime alone.
+    """
+    import os
+    import shutil
+
+    if not any(map(os.path.exists, ("/dev/nvidiactl", "/dev/kfd"))) and not shutil.which(
+        "nvidia-smi"
+    ):
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

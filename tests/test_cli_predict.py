@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,38 @@ def test_on_cpu_auto_reads_with_onnxruntime_from_a_cached_export(
         code, out, _ = _run(capsys, image, "--checkpoint", str(checkpoint), "--engine", engine)
         assert code == 0 and out.strip() == " ".join(LABELS[0])
     assert list((private_cache / "onnx").iterdir()) == exports  # exported once
+
+
+def test_a_cached_export_is_read_without_importing_torch(checkpoint, folder, private_cache):
+    """torch (and timm) take seconds to import: a CLI call on a CPU does without them."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import subprocess
+    import sys
+
+    from hmer.export import cached_export
+
+    cached_export(checkpoint)
+    argv = ["predict", str(folder / "a.png"), "--checkpoint", str(checkpoint), "--device", "cpu"]
+    code = (
+        f"import sys; from hmer.cli import main; rc = main({argv!r}); "
+        "print(sorted(m for m in ('torch', 'timm') if m in sys.modules)); sys.exit(rc)"
+    )
+    env = {**os.environ, "HMER_CACHE": str(private_cache)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [" ".join(LABELS[0]), "[]"]
+
+
+def test_without_a_gpu_driver_the_device_is_cpu_without_torch(monkeypatch):
+    import sys
+
+    import hmer.recognize
+
+    monkeypatch.setattr(os.path, "exists", lambda path: False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "torch", None)  # importing torch would now fail
+    assert hmer.recognize.default_device() == "cpu"
 
 
 def test_auto_falls_back_to_pytorch_when_the_export_fails(checkpoint, folder, monkeypatch, capsys):
