@@ -81,15 +81,16 @@ def choose_engine(args: argparse.Namespace) -> str:
 
     from hmer.errors import HmerError
 
+    attention = getattr(args, "attention", None)  # hmer serve has no --attention
     engine = "onnx" if args.onnx is not None and args.engine == "auto" else args.engine
     if engine == "auto":
         from hmer.recognize import default_device
 
         usable = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
         on_cpu = (args.device if args.device != "auto" else default_device()) == "cpu"
-        engine = "onnx" if usable and on_cpu and args.attention is None else "torch"
+        engine = "onnx" if usable and on_cpu and attention is None else "torch"
     if engine == "onnx":
-        if args.attention is not None:
+        if attention is not None:
             raise HmerError("--attention needs the PyTorch model: use --engine torch, not onnx")
         if args.device == "cuda":
             raise HmerError("--engine onnx runs on the CPU: use --engine torch with --device cuda")
@@ -98,7 +99,8 @@ def choose_engine(args: argparse.Namespace) -> str:
     return engine
 
 
-def _load_recognizer(args: argparse.Namespace, engine: str) -> Any:
+def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
+    """The recognizer that :func:`choose_engine`'s ``engine`` and the model options name."""
     if engine == "onnx":
         from hmer.errors import HmerError
         from hmer.export import OnnxRecognizer
@@ -135,7 +137,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"hmer: error: {message}", file=sys.stderr)
     if not paths:
         return 1
-    recognizer = _load_recognizer(args, engine)
+    recognizer = load_recognizer(args, engine)
     show = output_paths(args.show, paths) if args.show else [None] * len(paths)
     attention = output_paths(args.attention, paths) if args.attention else [None] * len(paths)
     failed = bool(errors)
@@ -208,19 +210,9 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "predict",
-        help="read handwritten formulas in images (or InkML) and print LaTeX",
-        description=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="IMAGE|DIR",
-        help="png/jpg/bmp/tiff/webp pictures or CROHME .inkml files, or folders of them",
-    )
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose the model and how it runs (``hmer predict``, ``hmer serve``):
+    --checkpoint, --onnx, --engine, --device, --beam."""
     p.add_argument(
         "--checkpoint",
         type=Path,
@@ -238,11 +230,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "torch: PyTorch. auto (default): onnx on CPU when onnxruntime is installed "
         "(pip install 'hmer[onnx]'), else torch",
     )
-    p.add_argument("--beam", type=_positive_int, default=10, help="beam width (default 10)")
-    p.add_argument("--json", action="store_true", help="JSON Lines: path, latex, tokens, score")
     p.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: CUDA if any"
     )
+    p.add_argument("--beam", type=_positive_int, default=10, help="beam width (default 10)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="read handwritten formulas in images (or InkML) and print LaTeX",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGE|DIR",
+        help="png/jpg/bmp/tiff/webp pictures or CROHME .inkml files, or folders of them",
+    )
+    add_model_arguments(p)
+    p.add_argument("--json", action="store_true", help="JSON Lines: path, latex, tokens, score")
     p.add_argument(
         "--show",
         type=Path,
