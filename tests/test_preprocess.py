@@ -218,6 +218,34 @@ def test_load_image_keeps_rgba_order_and_alpha(tmp_path: Path, render: np.ndarra
     assert similar(preprocess(loaded), preprocess(render))
 
 
+# How a camera stores an upright picture under each EXIF orientation: the inverse of the turn
+# that the tag asks a viewer to apply (PIL's names).
+STORED = {
+    2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+    6: "ROTATE_90", 7: "TRANSVERSE", 8: "ROTATE_270",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_phone_photos_stand_upright_whatever_their_exif_orientation(
+    tmp_path: Path, render: np.ndarray, orientation: int
+):
+    from PIL import Image, ImageOps
+
+    upright = Image.fromarray(paper(render)).convert("RGB")
+    stored = upright
+    if orientation in STORED:
+        stored = upright.transpose(Image.Transpose[STORED[orientation]])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    assert ImageOps.exif_transpose(Image.open(path)).size == upright.size  # a well-made photo
+    image = load_image(path)
+    assert image.shape[:2] == render.shape  # upright: as wide as the formula
+    assert similar(preprocess(image), preprocess(render))
+
+
 def test_load_image_renders_inkml(tmp_path: Path):
     points = ", ".join(f"{x} {y}" for x, y in [(0, 0), (5, 10), (10, 0)])
     path = tmp_path / "v.inkml"

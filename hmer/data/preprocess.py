@@ -353,9 +353,34 @@ def load_image(path: str | Path, render: RenderConfig | None = None) -> np.ndarr
     return decode_image(data, path)
 
 
+#: The EXIF tag that says how a camera's stored pixels must be turned to stand upright.
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1 to 8) of encoded image bytes; 1 (as stored) when there is none."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1  # not a format PIL knows: OpenCV decides below
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def decode_image(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
-    """Encoded image bytes -> array as in :func:`load_image`; DataError naming ``source``."""
-    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    """Encoded image bytes -> array as in :func:`load_image`; DataError naming ``source``.
+
+    A phone photo whose EXIF orientation says its pixels are stored turned or mirrored is
+    returned upright (by OpenCV, which applies the tag unless asked for the pixels unchanged;
+    any alpha channel is then dropped, photos have none).
+    """
+    upright = exif_orientation(data) == 1
+    flags = cv2.IMREAD_UNCHANGED if upright else cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if array is None:
         raise DataError("cannot decode image (corrupt or unsupported format)", source)
     if array.ndim == 3:
