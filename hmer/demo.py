@@ -63,6 +63,7 @@ def run_demo(
     score = result.test.get("test", {}).get("exprate", float("nan"))
     print(f"\nheld-out synthetic ExpRate: {score:.1f}%  (run: {run_dir}, curves: {plot})")
     recognize_example(run_dir / "best.pt")
+    print(f"\nwrite your own formula: hmer serve --checkpoint {run_dir / 'best.pt'}")
     return 0
 
 

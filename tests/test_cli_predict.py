@@ -229,6 +229,25 @@ def test_engine_conflicts_are_refused_naming_the_options(argv, named, capsys):
     assert named in err
 
 
+def test_a_picture_piped_on_standard_input_is_read(checkpoint, folder, monkeypatch, capsys):
+    import io
+    import sys
+
+    def stdin(data: bytes) -> None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+    stdin((folder / "b.jpg").read_bytes())
+    code, out, err = _run(capsys, "-", "--checkpoint", str(checkpoint), "--json")
+    assert code == 0 and err == ""
+    assert json.loads(out)["path"] == "-" and json.loads(out)["tokens"] == LABELS[1]
+    stdin(b"")
+    code, out, err = _run(capsys, "-", str(folder / "a.png"), "--checkpoint", str(checkpoint))
+    assert code == 1 and "<stdin>" in err
+    assert out.splitlines() == [f"{folder / 'a.png'}\t{' '.join(LABELS[0])}"]
+    code, _, err = _run(capsys, "-", "-", "--checkpoint", str(checkpoint))
+    assert "standard input can be read once" in err
+
+
 def test_no_readable_argument_exits_non_zero(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -259,6 +259,11 @@ def test_load_image_errors_name_the_file(tmp_path: Path):
     with pytest.raises(DataError, match="cannot read") as caught:
         load_image(missing)
     assert str(missing) in str(caught.value)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="empty") as caught:
+        load_image(empty)
+    assert caught.value.source == str(empty)
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(DataError, match="cannot decode") as caught:

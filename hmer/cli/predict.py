@@ -1,6 +1,7 @@
-"""hmer predict IMAGE|DIR ... (pictures of formulas -> LaTeX) and hmer export --onnx DIR.
+"""hmer predict IMAGE|DIR|- ... (pictures of formulas -> LaTeX) and hmer export --onnx DIR.
 
-Output: one line per image, in argument order (a folder's images sorted by name). With one
+``-`` reads one encoded image (png, jpg, ...) from standard input, e.g. a screenshot tool's
+output. Output: one line per image, in argument order (a folder's images sorted by name). With one
 image the line is its LaTeX; with several it is PATH<TAB>LATEX. With --json, one JSON object
 per line instead (JSON Lines): {"path": ..., "latex": ..., "tokens": [...], "score": ...}, the
 score being the length-normalized log-probability (0 = certain). A file that cannot be read is
@@ -20,6 +21,8 @@ from typing import Any
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".inkml")
 #: Images preprocessed and decoded together (bounded memory for long lists).
 CHUNK = 32
+#: The argument that names standard input.
+STDIN = Path("-")
 
 
 def _positive_int(text: str) -> int:
@@ -30,12 +33,18 @@ def _positive_int(text: str) -> int:
 
 
 def expand_inputs(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Paths to read, in order (folders -> their image files, sorted by name), and the error
-    messages of arguments that are neither a file nor a folder holding images."""
+    """Paths to read, in order (folders -> their image files, sorted by name; ``-``: standard
+    input, once), and the error messages of arguments that are neither a file nor a folder
+    holding images."""
     paths, errors = [], []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        if argument == "-":
+            if STDIN in paths:
+                errors.append("-: standard input can be read once")
+            else:
+                paths.append(STDIN)
+        elif path.is_dir():
             found = sorted(
                 p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
             )
@@ -146,12 +155,13 @@ def run_predict(args: argparse.Namespace) -> int:
         ready = []
         for path, show_path, attention_path in chunk:
             try:
-                ready.append((path, recognizer.prepare(path), show_path, attention_path))
+                source = _read_stdin() if path == STDIN else path
+                ready.append((path, source, recognizer.prepare(source), show_path, attention_path))
             except HmerError as error:
                 print(f"hmer: error: {error}", file=sys.stderr)
                 failed = True
-        predictions = recognizer.predict_images([item[1] for item in ready], beam=args.beam)
-        for (path, image, show_path, attention_path), prediction in zip(
+        predictions = recognizer.predict_images([item[2] for item in ready], beam=args.beam)
+        for (path, source, image, show_path, attention_path), prediction in zip(
             ready, predictions, strict=True
         ):
             if args.json:
@@ -164,24 +174,33 @@ def run_predict(args: argparse.Namespace) -> int:
                 print(json.dumps(record, ensure_ascii=False), flush=True)
             else:
                 print(f"{path}\t{prediction.latex}" if prefix else prediction.latex, flush=True)
-            _draw(recognizer, path, image, prediction, show_path, attention_path)
+            _draw(recognizer, path, source, image, prediction, show_path, attention_path)
     return 1 if failed else 0
+
+
+def _read_stdin() -> Any:
+    """The picture encoded on standard input, decoded (DataError naming ``<stdin>``)."""
+    from hmer.data.preprocess import decode_image
+
+    return decode_image(sys.stdin.buffer.read(), "<stdin>")
 
 
 def _draw(
     recognizer: Any,
     path: Path,
+    source: Any,
     image: Any,
     prediction: Any,
     show_path: Path | None,
     attention_path: Path | None,
 ) -> None:
-    """Write the ``--show`` and ``--attention`` pictures of one image, saying where."""
+    """Write the ``--show`` and ``--attention`` pictures of one image (read from ``source``,
+    ``path`` or the picture from standard input), saying where."""
     if show_path is not None:
         from hmer.recognize import read_input
         from hmer.viz import draw_prediction
 
-        picture = read_input(path, recognizer.render_config)
+        picture = read_input(source, recognizer.render_config)
         if path.suffix.lower() == ".inkml":  # rendered ink is 255 on 0: show it as on paper
             picture = 255 - picture
         written = draw_prediction(picture, prediction.latex, show_path, title=str(path))
@@ -246,8 +265,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "inputs",
         nargs="+",
-        metavar="IMAGE|DIR",
-        help="png/jpg/bmp/tiff/webp pictures or CROHME .inkml files, or folders of them",
+        metavar="IMAGE|DIR|-",
+        help="png/jpg/bmp/tiff/webp pictures or CROHME .inkml files, or folders of them; "
+        "-: one picture from standard input",
     )
     add_model_arguments(p)
     p.add_argument("--json", action="store_true", help="JSON Lines: path, latex, tokens, score")

@@ -378,6 +378,8 @@ def decode_image(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
     returned upright (by OpenCV, which applies the tag unless asked for the pixels unchanged;
     any alpha channel is then dropped, photos have none).
     """
+    if not data:  # OpenCV asserts on an empty buffer
+        raise DataError("empty: no image data", source)
     upright = exif_orientation(data) == 1
     flags = cv2.IMREAD_UNCHANGED if upright else cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
     array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
