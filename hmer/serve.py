@@ -147,7 +147,11 @@ def make_server(
             if self.path != "/predict":
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"{self.path}: POST /predict only"})
                 return
-            length = int(self.headers.get("Content-Length") or 0)
+            header = self.headers.get("Content-Length") or "0"
+            length = int(header) if header.isdigit() else -1
+            if length < 0:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": f"Content-Length: {header!r}"})
+                return
             if length > MAX_BODY_BYTES:
                 self._json(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

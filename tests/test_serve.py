@@ -95,6 +95,19 @@ def test_oversized_requests_are_refused_before_reading(url):
     assert refused.value.code == 413
 
 
+def test_a_bad_content_length_is_refused(url):
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Length", "-5")
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 400 and "Content-Length" in json.loads(answer.read())["error"]
+    connection.close()
+
+
 def test_strokes_become_float_traces():
     traces = parse_strokes({"strokes": [[[0, 0], [1.5, 2]], [[3, 4]]]})
     assert [t.shape for t in traces] == [(2, 2), (1, 2)]
