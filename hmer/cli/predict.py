@@ -102,7 +102,10 @@ def choose_engine(args: argparse.Namespace) -> str:
         if attention is not None:
             raise HmerError("--attention needs the PyTorch model: use --engine torch, not onnx")
         if args.device == "cuda":
-            raise HmerError("--engine onnx runs on the CPU: use --engine torch with --device cuda")
+            raise HmerError(
+                "onnxruntime (--engine onnx, --onnx) runs on the CPU: "
+                "--device cuda needs --engine torch"
+            )
     elif args.onnx is not None:
         raise HmerError("--onnx DIR is read with onnxruntime: drop --engine torch")
     return engine
