@@ -42,7 +42,7 @@ import inspect
 import io
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -310,7 +310,9 @@ def export_onnx(
     return paths
 
 
-def cached_export(checkpoint: str | Path) -> Path:
+def cached_export(
+    checkpoint: str | Path, *, announce: Callable[[Path], None] | None = None
+) -> Path:
     """The ONNX export of a checkpoint file (or exported weights), made on first use.
 
     Exports live in ``cache_root()/onnx/<sha256 of the file>-v<VERSION>`` (see
@@ -318,6 +320,11 @@ def cached_export(checkpoint: str | Path) -> Path:
     call with the same bytes returns at once; another file, or a new export format, gets its own
     folder. The export is written to a temporary folder and renamed into place: an interrupted
     export leaves nothing that a later call would take for complete.
+
+    Args:
+        checkpoint: the file.
+        announce: called with the export's folder just before an export starts (not when the
+            export is already there), e.g. to tell a person why this call takes seconds.
 
     Raises:
         CheckpointError: the file cannot be read, or is not a checkpoint (naming it).
@@ -342,6 +349,8 @@ def cached_export(checkpoint: str | Path) -> Path:
         return target  # without importing torch: a CLI call stays quick
     from hmer.engine.checkpoint import load_model
 
+    if announce is not None:
+        announce(target)
     model, vocab, config = load_model(path, "cpu")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

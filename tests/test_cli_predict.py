@@ -184,7 +184,7 @@ def test_auto_falls_back_to_pytorch_when_the_export_fails(checkpoint, folder, mo
     pytest.importorskip("onnxruntime")
     import hmer.export
 
-    def broken(path):
+    def broken(path, **kwargs):
         raise RuntimeError("exporter crashed")
 
     monkeypatch.setattr(hmer.export, "cached_export", broken)

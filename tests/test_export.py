@@ -206,8 +206,9 @@ def test_a_checkpoint_is_exported_once_per_content(checkpoint, tmp_path, monkeyp
     import hmer.export
 
     monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
-    first = cached_export(checkpoint)
-    assert first.parent == tmp_path / "cache" / "onnx"
+    announced = []
+    first = cached_export(checkpoint, announce=announced.append)
+    assert announced == [first] and first.parent == tmp_path / "cache" / "onnx"
     assert sorted(p.name for p in first.iterdir()) == sorted(FILES.values())
     copy = tmp_path / "copy.pt"
     copy.write_bytes(checkpoint.read_bytes())
@@ -216,7 +217,8 @@ def test_a_checkpoint_is_exported_once_per_content(checkpoint, tmp_path, monkeyp
         raise AssertionError("exported again")
 
     monkeypatch.setattr(hmer.export, "export_onnx", no_export)
-    assert cached_export(copy) == first  # same bytes, another name: the same export
+    assert cached_export(copy, announce=announced.append) == first  # same bytes: same export
+    assert announced == [first]  # nothing to announce the second time
     assert (
         OnnxRecognizer.from_checkpoint(copy, threads=1).vocab.to_dict()
         == json.loads((first / FILES["meta"]).read_text())["vocab"]

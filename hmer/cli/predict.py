@@ -115,14 +115,14 @@ def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
     """The recognizer that :func:`choose_engine`'s ``engine`` and the model options name."""
     if engine == "onnx":
         from hmer.errors import HmerError
-        from hmer.export import OnnxRecognizer
+        from hmer.export import OnnxRecognizer, cached_export
+        from hmer.recognize import shipped_model
 
         try:
             if args.onnx is not None:
                 return OnnxRecognizer(args.onnx)
-            if args.checkpoint is not None:
-                return OnnxRecognizer.from_checkpoint(args.checkpoint)
-            return OnnxRecognizer.from_pretrained()
+            checkpoint = args.checkpoint if args.checkpoint is not None else shipped_model()
+            return OnnxRecognizer(cached_export(checkpoint, announce=_announce_export))
         except HmerError:  # the file or the options: PyTorch would fail alike
             raise
         except Exception as error:  # the exporter or onnxruntime itself
@@ -137,6 +137,18 @@ def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
     if args.checkpoint is not None:
         return Recognizer.from_checkpoint(args.checkpoint, device)
     return Recognizer.from_pretrained(device)
+
+
+def _announce_export(folder: Path) -> None:
+    """Tell a person at a terminal why the first use of a model takes seconds (silent when
+    stderr is a file or a pipe, so scripts see no noise)."""
+    if sys.stderr.isatty():
+        print(
+            f"hmer: exporting the model to ONNX for onnxruntime, once per model (a few "
+            f"seconds): {folder}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def run_predict(args: argparse.Namespace) -> int:
