@@ -47,8 +47,10 @@ __all__ = [
 ]
 
 #: Anything :meth:`Recognizer.predict` reads: a file path (png, jpg, bmp, tiff, webp or InkML),
-#: a PIL image, a numpy array ``(H, W)`` / ``(H, W, 3|4)`` or a tensor ``(H, W)`` / ``(C, H, W)``.
-ImageInput = Any  # str | Path | np.ndarray | PIL.Image.Image | torch.Tensor
+#: a PIL image, a numpy array ``(H, W)`` / ``(H, W, 3|4)``, a tensor ``(H, W)`` / ``(C, H, W)``,
+#: or online ink: a list of strokes, each ``(N, 2)`` points ``(x, y)`` with y pointing down (any
+#: unit), or a :class:`hmer.data.inkml.Ink`. Ink is drawn by the renderer of InkML training data.
+ImageInput = Any  # str | Path | np.ndarray | PIL.Image.Image | torch.Tensor | list | Ink
 
 
 @dataclass(frozen=True)
@@ -143,20 +145,43 @@ def read_input(x: ImageInput, render: RenderConfig | None = None) -> np.ndarray:
     Raises:
         DataError: unreadable file or unsupported input (the message names it).
     """
+    from hmer.data.inkml import Ink, RenderConfig, render_traces
     from hmer.data.preprocess import load_image
 
     if isinstance(x, (str, Path)):
         return load_image(x, render)
     if isinstance(x, np.ndarray):
         return x
+    if isinstance(x, (Ink, list, tuple)):
+        return render_traces(_strokes(x), render or RenderConfig())
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
         return _from_tensor(x)
     if type(x).__module__.startswith("PIL."):
         return _from_pil(x)
     raise DataError(
-        f"cannot read a {type(x).__name__}: give a file path, PIL image, numpy array or tensor"
+        f"cannot read a {type(x).__name__}: give a file path, PIL image, numpy array, tensor "
+        "or strokes"
     )
+
+
+def _strokes(ink: Any) -> list[np.ndarray]:
+    """An :class:`~hmer.data.inkml.Ink` or a list of strokes -> ``(N, 2)`` float64 arrays."""
+    strokes = getattr(ink, "traces", ink)
+    traces = []
+    for i, stroke in enumerate(strokes):
+        try:
+            trace = np.asarray(stroke, dtype=np.float64)
+        except (TypeError, ValueError):
+            trace = None
+        if trace is None or trace.ndim != 2 or trace.shape[1] != 2 or not len(trace):
+            raise DataError(f"stroke {i}: expected (N, 2) points (x, y), N >= 1")
+        if not np.isfinite(trace).all():
+            raise DataError(f"stroke {i}: points must be finite numbers")
+        traces.append(trace)
+    if not traces:
+        raise DataError("no strokes: nothing was written")
+    return traces
 
 
 def prepare_image(

@@ -105,15 +105,13 @@ def make_server(
     Returns:
         The server, not yet serving: call ``serve_forever()`` (and ``server_close()``).
     """
-    from hmer.data.inkml import render_traces
-
     lock = threading.Lock()
     page = PAGE.read_bytes()
 
     def recognize(payload: Any) -> dict[str, Any]:
         traces = parse_strokes(payload)
         width = _beam(payload, beam)
-        image = recognizer.prepare(render_traces(traces, recognizer.render_config))
+        image = recognizer.prepare(traces)  # drawn as InkML training ink is
         with lock:
             found: Prediction = recognizer.predict_images([image], beam=width)[0]
         return {

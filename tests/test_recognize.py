@@ -252,6 +252,28 @@ def test_inkml_files_are_rendered_at_the_models_scale(recognizer, crohme):
     _same(recognizer.predict(path), recognizer.predict(render))
 
 
+def test_online_ink_is_read_as_inkml_training_ink_is(recognizer):
+    """Strokes (lists of (x, y) points, e.g. from a pen tablet) or an Ink are drawn by the
+    InkML renderer at the model's scale, whatever their unit."""
+    pytest.importorskip("HersheyFonts", reason="synthetic handwriting needs hershey-fonts")
+    from hmer.data.inkml import Ink
+    from hmer.data.synth import draw
+
+    traces = draw(LABELS[0], np.random.default_rng(0)).traces  # the hand of renders[0]
+    as_lists = [trace.tolist() for trace in traces]
+    in_pixels = [trace * 37.5 for trace in traces]  # another unit: same reading
+    found = recognizer.predict_batch([as_lists, Ink(tuple(traces), None, "<pen>"), in_pixels])
+    assert [p.tokens for p in found] == [LABELS[0]] * 3
+    render = render_traces(traces, recognizer.config.render)
+    _same(recognizer.predict(list(traces)), recognizer.predict(render))
+    with pytest.raises(DataError, match="stroke 1"):
+        recognizer.predict([[(0, 0), (1, 1)], [(2, float("nan"))]])
+    with pytest.raises(DataError, match="stroke 0"):
+        recognizer.predict([[1, 2, 3]])
+    with pytest.raises(DataError, match="no strokes"):
+        recognizer.predict([])
+
+
 def test_unreadable_inputs_raise_errors_naming_them(recognizer, tmp_path):
     missing = tmp_path / "missing.png"
     with pytest.raises(DataError, match=r"missing\.png"):
