@@ -134,9 +134,10 @@ def test_the_command_serves_until_stopped(checkpoint, private_cache):
     env = {**os.environ, "HMER_CACHE": str(private_cache)}
     server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = server.stderr.readline()
-        found = re.search(r"http://[\d.]+:\d+", line)
-        assert found, line
+        said = []  # stderr up to the line with the address (warnings may come first)
+        while not (found := re.search(r"http://[\d.]+:\d+", said[-1] if said else "")):
+            said.append(server.stderr.readline())
+            assert said[-1], f"hmer serve ended before saying where: {''.join(said)}"
         status, answer = _post(
             found.group(0), json.dumps({"strokes": _strokes(LABELS[0])}).encode()
         )
