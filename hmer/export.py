@@ -71,6 +71,8 @@ FILES = {
     "meta": "model.json",
 }
 DEFAULT_OPSET = 17
+#: Exports :func:`cached_export` keeps (the most recently used; ~22 MB each at BTTR size).
+CACHED_EXPORTS = 8
 
 #: Encoder outputs, in order.
 _ENCODED = ("memory", "memory_mask", "memory_keys", "memory_values")
@@ -319,7 +321,8 @@ def cached_export(
     :func:`hmer.paths.cache_root`), so a file is exported once (a few seconds) and any later
     call with the same bytes returns at once; another file, or a new export format, gets its own
     folder. The export is written to a temporary folder and renamed into place: an interrupted
-    export leaves nothing that a later call would take for complete.
+    export leaves nothing that a later call would take for complete. The cache keeps the
+    :data:`CACHED_EXPORTS` most recently used exports.
 
     Args:
         checkpoint: the file.
@@ -346,6 +349,8 @@ def cached_export(
         raise CheckpointError(f"{path}: cannot read the checkpoint: {error}") from error
     target = cache_root() / "onnx" / f"{digest.hexdigest()[:32]}-v{VERSION}"
     if (target / FILES["meta"]).is_file():
+        with contextlib.suppress(OSError):  # a read-only cache still serves
+            os.utime(target)  # recently used: kept by _prune_exports
         return target  # without importing torch: a CLI call stays quick
     from hmer.engine.checkpoint import load_model
 
@@ -362,7 +367,27 @@ def cached_export(
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _prune_exports(target.parent, CACHED_EXPORTS)
     return target
+
+
+def _prune_exports(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used exports in ``folder``, and temporary
+    folders that a killed export left there over an hour ago."""
+    import shutil
+    import time
+
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # deleted meanwhile by another process
+            return 0.0
+
+    entries = [p for p in folder.iterdir() if p.is_dir()]
+    exports = sorted((p for p in entries if not p.name.startswith(".")), key=used, reverse=True)
+    stale = [p for p in entries if p.name.startswith(".") and used(p) < time.time() - 3600]
+    for path in exports[keep:] + stale:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- numpy decoding

@@ -245,6 +245,26 @@ def test_an_interrupted_export_leaves_nothing_to_reuse(checkpoint, tmp_path, mon
     assert sorted(p.name for p in done.iterdir()) == sorted(FILES.values())
 
 
+def test_the_cache_keeps_the_most_recently_used_exports(checkpoint, tmp_path, monkeypatch):
+    import os
+
+    import hmer.export
+
+    onnx = tmp_path / "cache" / "onnx"
+    monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hmer.export, "CACHED_EXPORTS", 3)
+    for age, name in enumerate(["recent", "older", "oldest", "ancient"], start=1):
+        (onnx / name).mkdir(parents=True)
+        os.utime(onnx / name, (0, 1e9 - age))  # all used long before this test
+    (onnx / ".killed-export").mkdir()
+    os.utime(onnx / ".killed-export", (0, 1e9))
+    made = cached_export(checkpoint)
+    assert sorted(p.name for p in onnx.iterdir()) == sorted([made.name, "recent", "older"])
+    os.utime(made, (0, 1e9 - 10))  # as if unused for years
+    assert cached_export(checkpoint) == made  # a cache hit marks it used now
+    assert made.stat().st_mtime > onnx.joinpath("recent").stat().st_mtime
+
+
 def test_unreadable_checkpoints_are_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"missing\.pt"):
         cached_export(tmp_path / "missing.pt")
