@@ -38,9 +38,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import inspect
 import io
 import json
+import os
+import shutil
+import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -332,11 +337,6 @@ def cached_export(
     Raises:
         CheckpointError: the file cannot be read, or is not a checkpoint (naming it).
     """
-    import hashlib
-    import os
-    import shutil
-    import tempfile
-
     from hmer.paths import cache_root
 
     path = Path(checkpoint)
@@ -374,8 +374,6 @@ def cached_export(
 def _prune_exports(folder: Path, keep: int) -> None:
     """Delete all but the ``keep`` most recently used exports in ``folder``, and temporary
     folders that a killed export left there over an hour ago."""
-    import shutil
-    import time
 
     def used(path: Path) -> float:
         try:

@@ -196,6 +196,20 @@ def test_auto_falls_back_to_pytorch_when_the_export_fails(checkpoint, folder, mo
     assert code == 2 and out == "" and "exporter crashed" in err  # asked for: not replaced
 
 
+def test_a_broken_onnx_folder_is_an_error_not_another_model(checkpoint, folder, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from hmer.export import FILES, cached_export
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in FILES.values():
+        (broken / name).write_bytes((cached_export(checkpoint) / name).read_bytes())
+    (broken / FILES["encoder"]).write_bytes(b"not an onnx graph")
+    argv = [str(folder / "a.png"), "--onnx", str(broken), "--checkpoint", str(checkpoint)]
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == "" and f"--onnx {broken}" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "engine"),
     [

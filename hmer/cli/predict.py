@@ -11,11 +11,14 @@ reported on stderr, naming it; the others are still read, and the exit code is t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from hmer.errors import HmerError
 
 #: Files a folder argument expands to (the readers of hmer.data.preprocess.load_image).
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".inkml")
@@ -86,10 +89,6 @@ def choose_engine(args: argparse.Namespace) -> str:
     Raises:
         HmerError: a combination that cannot work (naming the options).
     """
-    import importlib.util
-
-    from hmer.errors import HmerError
-
     attention = getattr(args, "attention", None)  # hmer serve has no --attention
     engine = "onnx" if args.onnx is not None and args.engine == "auto" else args.engine
     if engine == "auto":
@@ -114,7 +113,6 @@ def choose_engine(args: argparse.Namespace) -> str:
 def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
     """The recognizer that :func:`choose_engine`'s ``engine`` and the model options name."""
     if engine == "onnx":
-        from hmer.errors import HmerError
         from hmer.export import OnnxRecognizer, cached_export
         from hmer.recognize import shipped_model
 
@@ -126,8 +124,9 @@ def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
         except HmerError:  # the file or the options: PyTorch would fail alike
             raise
         except Exception as error:  # the exporter or onnxruntime itself
-            if args.engine != "auto":
-                message = f"--engine onnx: {error} (--engine torch reads with PyTorch)"
+            if args.engine != "auto" or args.onnx is not None:  # asked for: not replaced
+                asked = f"--onnx {args.onnx}" if args.onnx is not None else "--engine onnx"
+                message = f"{asked}: {error} (--engine torch reads with PyTorch)"
                 raise HmerError(message) from error
             # auto is never worse than PyTorch: a model that will not export is read with it.
             print(f"hmer: note: ONNX failed ({error}); reading with PyTorch", file=sys.stderr)
@@ -153,8 +152,6 @@ def _announce_export(folder: Path) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Exit code 0 when every image was read, 1 when some could not be, 2 on a fatal error."""
-    from hmer.errors import HmerError
-
     engine = choose_engine(args)
     paths, errors = expand_inputs(args.inputs)
     for message in errors:
