@@ -4,7 +4,17 @@ The share is the fraction of the pixels in padded batches ``B x max(H) x max(W)`
 padding: compute the GPU spends on nothing. Sizes come from rendering + preprocessing CROHME
 train with the default settings (generated sizes when CROHME is absent).
 
-    .venv/bin/python benchmarks/bench_batching.py [--workers N] [--cache-dir DIR]
+With ``--epochs N`` it then batches N epochs of CROHME train as the speed run does
+(``configs/crohme_h200.yaml``: augmentation on, static canvases), augmenting every sample, and
+compares free bucketing on the same augmented images; its last line is::
+
+    distinct shapes: N, padding: P%, over cap: K
+
+(distinct ``(B, H, W, L)`` over the epochs, padded share of the batches' pixels, batches above
+``train.batch_pixels``).
+
+    .venv/bin/python benchmarks/bench_batching.py [--workers N] [--cache-dir DIR] [--epochs 2]
+        [--limit N]
 """
 
 from __future__ import annotations
@@ -12,10 +22,77 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from hmer.data.batching import BucketBatchSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def speed_run_batches(args: argparse.Namespace) -> None:
+    """Batch ``args.epochs`` epochs of augmented CROHME train as the speed-run config does."""
+    from hmer.config import load_config
+    from hmer.data.augment import build_augment
+    from hmer.data.batching import Canvases
+    from hmer.data.datasets import crohme_split, load_samples
+    from hmer.data.vocab import Vocab
+    from hmer.engine.data import SampleDataset
+
+    cfg = load_config(ROOT / "configs" / "crohme_h200.yaml")
+    source, split = crohme_split("train")
+    samples, _ = load_samples(
+        source,
+        split,
+        render=cfg.render,
+        preprocess=cfg.preprocess,
+        workers=args.workers,
+        cache_dir=args.cache_dir,
+        limit=args.limit,
+    )
+    d, t = cfg.data, cfg.train
+    canvases = Canvases(
+        t.batch_pixels, t.max_batch, d.canvas_height_step, d.canvas_width_step, d.length_step
+    )
+    augment = build_augment(cfg.augment)
+    dataset = SampleDataset(samples, Vocab.crohme(), augment, seed=t.seed)
+    lengths = [len(ids) for ids in dataset.ids]
+    static = BucketBatchSampler(
+        dataset.sizes(), t.batch_pixels, t.max_batch, canvases=canvases, lengths=lengths
+    )
+    free = BucketBatchSampler(dataset.sizes(), t.batch_pixels, t.max_batch)
+    began = time.perf_counter()
+    rows = {"free bucketing": [], "static canvases": []}
+    for epoch in range(args.epochs):
+        plain = [dataset[(i, epoch)][0].shape[-2:] for i in range(len(dataset))]  # augmented
+        static.set_epoch(epoch)
+        free.set_epoch(epoch)
+        for batch in static.epoch_batches():
+            items = [dataset[(i, epoch, batch.shape)] for i in batch]  # kept on the canvas
+            real = sum(item[0].shape[-2] * item[0].shape[-1] for item in items)
+            rows["static canvases"].append(((len(batch), *batch.shape), real))
+        for batch in free.epoch_batches():
+            h = max(plain[i][0] for i in batch)
+            w = max(plain[i][1] for i in batch)
+            length = max(len(dataset.ids[i]) for i in batch)
+            real = sum(plain[i][0] * plain[i][1] for i in batch)
+            rows["free bucketing"].append(((len(batch), h, w, length), real))
+    seconds = time.perf_counter() - began
+    print(
+        f"\n{len(samples)} CROHME train samples at {cfg.render.symbol_height:.0f} px glyphs, "
+        f"augmented, {args.epochs} epochs ({seconds:.0f} s); cap {t.batch_pixels:,} px, "
+        f"max batch {t.max_batch}"
+    )
+    line = ""
+    for name, batches in rows.items():
+        shapes = {shape for shape, _ in batches}
+        padded = sum(b * h * w for (b, h, w, _), _ in batches)
+        padding = 100.0 * (1.0 - sum(real for _, real in batches) / padded)
+        over = sum(b * h * w > t.batch_pixels for (b, h, w, _), _ in batches)
+        line = f"distinct shapes: {len(shapes)}, padding: {padding:.1f}%, over cap: {over}"
+        print(f"  {name:<16} {len(batches)} batches; {line}")
+    print(line)
 
 
 def crohme_sizes(workers: int, cache_dir: str | None) -> np.ndarray | None:
@@ -61,7 +138,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache-dir", help="reuse preprocessed images between runs")
+    parser.add_argument("--epochs", type=int, help="then batch this many augmented epochs")
+    parser.add_argument("--limit", type=int, help="only the first N samples (with --epochs)")
     args = parser.parse_args()
+    if args.epochs:
+        speed_run_batches(args)
+        return
 
     sizes = crohme_sizes(args.workers, args.cache_dir)
     if sizes is None:

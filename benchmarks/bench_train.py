@@ -5,7 +5,8 @@ backward, optimizer; no validation) and reports samples/s after the first log wi
 Data: the first ``--samples`` CROHME training expressions when the data is present, else
 synthetic expressions; rendered at each config's own glyph scale.
 
-    python benchmarks/bench_train.py [--steps 12] [--samples 256] [--device cpu]
+    python benchmarks/bench_train.py [--steps 12] [--samples 256] [--device cpu] [--threads N]
+        [--workers N] [--configs tiny cpu cpu-20px bttr-size]
 """
 
 from __future__ import annotations
@@ -19,6 +20,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "tiny": (ROOT / "configs" / "tiny.yaml", []),
+    # The CPU starter recipe and the larger candidate it was compared with (RESULTS.md).
+    "cpu": (ROOT / "configs" / "cpu.yaml", ["train.time_budget=null"]),
+    "cpu-20px": (
+        ROOT / "configs" / "cpu.yaml",
+        [
+            "train.time_budget=null",
+            "render.symbol_height=20",
+            "render.max_height=160",
+            "render.max_width=640",
+            "render.max_area=102400",
+            "model.block_config=[8,8,8]",
+            "model.d_model=192",
+            "model.dim_feedforward=768",
+        ],
+    ),
     # The speed-run model (BTTR-size), in fp32 with CPU-sized batches (its GPU batches of up
     # to 256 expressions need tens of GB of activations).
     "bttr-size": (
@@ -51,8 +67,10 @@ def measure(name: str, source: str, args: argparse.Namespace, scratch: Path) -> 
             f"data.limit={args.samples}",
             "data.val_fraction=0",
             f"data.num_workers={args.workers}",
+            f"data.augment={not args.no_augment}",
             "data.persistent_workers=false",
             f"train.device={args.device}",
+            f"train.threads={'null' if args.threads is None else args.threads}",
             "train.precision=fp32" if args.device == "cpu" else "train.precision=bf16",
             "train.channels_last=false" if args.device == "cpu" else "train.channels_last=true",
             f"train.max_steps={args.steps}",
@@ -86,8 +104,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: PyTorch's)")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--configs", nargs="+", default=["tiny", "bttr-size"], choices=list(CONFIGS)
+    )
     args = parser.parse_args()
 
     import torch
@@ -98,8 +120,11 @@ def main() -> None:
         scratch = Path(tmp)
         source = "crohme" if crohme_root() is not None else synthetic_source(scratch, args.samples)
         label = "CROHME train" if source == "crohme" else "synthetic"
-        print(f"data: first {args.samples} {label} expressions; torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, device {args.device}")  # fmt: skip
+        threads = args.threads or torch.get_num_threads()
+        print(
+            f"data: first {args.samples} {label} expressions; torch {torch.__version__}, "
+            f"{threads} threads, {args.workers} loader workers, device {args.device}"
+        )
         for name in args.configs:
             r = measure(name, source, args, scratch)
             print(

@@ -59,6 +59,14 @@ class DataConfig:
     augment: bool = True
     #: Padded batch sides are rounded up to this: fewer distinct shapes for cuDNN / compile.
     pad_multiple: int = 1
+    #: Static batch shapes (the GPU path): every image goes on a canvas whose sides are multiples
+    #: of ``canvas_height_step`` / ``canvas_width_step``, with a fixed batch size that fills
+    #: ``train.batch_pixels`` and tokens padded to a multiple of ``length_step``
+    #: (hmer.data.batching.Canvases): a few dozen shapes instead of a new one every step.
+    static_shapes: bool = False
+    canvas_height_step: int = 32
+    canvas_width_step: int = 64
+    length_step: int = 16
     #: DataLoader workers: they only augment and convert to tensors.
     num_workers: int = 2
     pin_memory: bool = True
@@ -77,6 +85,8 @@ class TrainConfig:
     init_from: str | None = None
     #: ``"auto"`` (CUDA when available), ``"cuda"`` or ``"cpu"``.
     device: str = "auto"
+    #: CPU intra-op threads (``torch.set_num_threads``); null keeps PyTorch's default.
+    threads: int | None = None
     #: ``"bf16"`` autocast on CUDA (CPU always runs fp32) or ``"fp32"``.
     precision: str = "bf16"
     channels_last: bool = False

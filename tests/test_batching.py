@@ -166,3 +166,82 @@ def test_works_as_a_dataloader_batch_sampler():
     names = [name for batch in batches for name in batch.names]
     assert sorted(names, key=int) == [str(i) for i in range(64)]
     assert all(b.images.numel() <= 200_000 or len(b) == 1 for b in batches)
+
+
+# --- static canvases (the GPU path) ----------------------------------------------------------
+
+
+def static_sampler(sizes, lengths, seed=0, **kwargs) -> BucketBatchSampler:
+    from hmer.data.batching import Canvases
+
+    canvases = Canvases(max_pixels=400_000, max_batch=32, height_step=64, width_step=128)
+    return BucketBatchSampler(
+        sizes, 400_000, 32, seed=seed, canvases=canvases, lengths=lengths, **kwargs
+    )
+
+
+def test_static_canvases_give_few_fixed_shapes_under_the_cap_and_every_image_each_epoch():
+    sizes = random_sizes(2000)
+    lengths = np.random.default_rng(1).integers(1, 60, len(sizes)).tolist()
+    sampler = static_sampler(sizes, lengths)
+    allowed = set(sampler.shapes())
+    seen = set()
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert {i for b in batches for i in b} == set(range(len(sizes)))  # nobody dropped
+        for batch in batches:
+            h, w, length = batch.shape
+            shape = (len(batch), h, w, length)
+            assert shape in allowed
+            assert len(batch) * h * w <= 400_000  # never over the cap
+            assert h % 64 == 0 and w % 128 == 0 and length % 16 == 0
+            assert all(sizes[i][0] <= h and sizes[i][1] <= w for i in batch)  # fits its canvas
+            assert all(lengths[i] <= length for i in batch)
+            seen.add(shape)
+    assert len(seen) <= len(allowed) <= 64
+    # Repeats fill up only the last batch of a canvas that nothing larger contains.
+    sampler.set_epoch(0)
+    repeats = sum(len(b) for b in sampler) - len(sizes)
+    maximal = [
+        s for s in allowed if not any(o[1] >= s[1] and o[2] >= s[2] and o != s for o in allowed)
+    ]
+    assert 0 <= repeats < sum(b for b, *_ in maximal)
+
+
+def test_static_batches_shard_over_ranks_and_resume_mid_epoch():
+    sizes = random_sizes(600)
+    lengths = [5] * len(sizes)
+    whole = static_sampler(sizes, lengths, seed=3)
+    whole.set_epoch(2)
+    everything = list(whole)
+    ranks = [static_sampler(sizes, lengths, seed=3, rank=r, world_size=2) for r in range(2)]
+    for sampler in ranks:
+        sampler.set_epoch(2)
+    parts = [list(s) for s in ranks]
+    assert len(parts[0]) == len(parts[1])
+    assert {i for p in parts for b in p for i in b} == set(range(len(sizes)))
+    resumed = static_sampler(sizes, lengths, seed=3)
+    resumed.load_state_dict({"epoch": 2, "consumed": 3, "seed": 3})
+    rest = list(resumed)
+    assert rest == everything[3:] and [b.shape for b in rest] == [b.shape for b in everything[3:]]
+
+
+def test_collate_pads_static_items_to_exactly_their_canvas():
+    from hmer.data.augment import fit_within
+
+    grown = np.full((70, 150), 255, np.uint8)  # augmentation made it larger than its canvas
+    fitted = fit_within(grown, 64, 128)
+    assert fitted.shape[0] <= 64 and fitted.shape[1] <= 128
+    assert fit_within(fitted, 64, 128) is fitted  # what fits is left alone
+    items = [
+        (torch.ones(1, *fitted.shape), [4, 5], "a", (64, 128, 16)),
+        (torch.ones(1, 10, 20), [4], "b", (64, 128, 16)),
+    ]
+    batch = collate(items, pad_id=0)
+    assert batch.images.shape == (2, 1, 64, 128) and batch.tokens.shape == (2, 16)
+    assert batch.image_mask[1, :10, :20].logical_not().all() and batch.image_mask[1, 10:].all()
+    with pytest.raises(ValueError, match="exceeds its canvas"):
+        collate([(torch.ones(1, 65, 20), [4], "c", (64, 128, 16))], pad_id=0)
+    with pytest.raises(ValueError, match="different canvases"):
+        collate([items[0], (torch.ones(1, 5, 5), [4], "d", (32, 64, 16))], pad_id=0)

@@ -255,7 +255,25 @@ def test_existing_run_is_not_overwritten(tiny_run):
         train(load_config(tiny_run / "config.yaml"), tiny_run)
 
 
-def test_time_budget_measures_then_plans_the_schedule(tiny_data, tmp_path):
+def test_time_schedule_follows_the_elapsed_fraction_and_ends_on_the_floor():
+    param = torch.nn.Parameter(torch.zeros(1))
+    schedule = WarmupCosine(torch.optim.SGD([param], lr=1.0), 10, total_steps=1, min_lr_ratio=0.1)
+    # Past the warm-up, the rate depends on the elapsed fraction alone, not on steps taken.
+    schedule.step_count = 500
+    for progress, expected in ((0.0, 1.0), (0.5, 0.1 + 0.9 * 0.5), (1.0, 0.1), (3.0, 0.1)):
+        schedule.step(progress)
+        assert schedule.lr == pytest.approx(expected)
+        schedule.step_count = 500
+    # A budget that ends inside the warm-up still decays: the ramp multiplies the cosine.
+    short = WarmupCosine(torch.optim.SGD([param], lr=1.0), 100, total_steps=1, min_lr_ratio=0.1)
+    short.step(0.99)
+    assert short.lr == pytest.approx(0.02 * 0.1, rel=0.01)  # (2 / 100 ramp) x (near the floor)
+    restored = WarmupCosine(torch.optim.SGD([param], lr=1.0), 100, 1, min_lr_ratio=0.1)
+    restored.load_state_dict(short.state_dict())
+    assert restored.lr == short.lr
+
+
+def test_time_budget_measures_then_trains_to_the_deadline_on_a_time_schedule(tiny_data, tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(
         tiny_data,
@@ -272,14 +290,40 @@ def test_time_budget_measures_then_plans_the_schedule(tiny_data, tmp_path):
     reserved = plan["safety_s"] + plan["test_s"] + plan["val_s"] + 2 * plan["save_s"]
     assert plan["deadline_s"] == pytest.approx(8.0 - reserved - plan["finish_s"])
     # Planned after 1 warm-up + 2 timed steps (1 timed step if the machine is slow enough to
-    # cut the timing short); the run ends at the planned step (or earlier if the deadline comes
-    # first), and the cosine schedule was sized to the plan.
-    assert 2 <= plan["step"] <= 3 and plan["total_steps"] >= plan["step"]
-    assert result.step <= plan["total_steps"]
+    # cut the timing short).
+    assert 2 <= plan["step"] <= 3
+    # Training ran until the deadline, whatever the planned step estimate said, and the
+    # learning rate followed the clock down to its floor.
     last = torch.load(run / "last.pt", weights_only=True)
-    assert last["train_state"]["scheduler"]["total_steps"] == plan["total_steps"]
+    state = last["train_state"]
+    assert state["clock"]["elapsed_s"] > plan["deadline_s"]
+    assert state["scheduler"]["progress"] > 0.95
+    assert state["step"] == result.step >= plan["step"]
+    floor = cfg.train.lr * cfg.train.min_lr_ratio
+    assert read_records(run, "train")[-1]["lr"] < floor + 0.02 * cfg.train.lr
+    # A budget that fits too few steps to learn anything says so when it is planned.
+    warned = [r for r in read_records(run, "warning") if "steps" in r["message"]]
+    assert bool(warned) == (plan["total_steps"] < 300)
     fields = {k: v for k, v in plan.items() if k not in ("kind", "step")}
     assert Plan(**fields).describe().startswith("plan: ")
+
+
+def test_a_resumed_time_budget_keeps_its_clock(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    common = ("train.budget_warmup_steps=1", "train.budget_measure_steps=2", "train.val_every=0")
+    cfg = tiny_config(tiny_data, "train.time_budget=120s", "train.log_every=2", *common)
+    first = train(cfg, run, stop_after_steps=4)
+    assert first.status == "interrupted"
+    saved = torch.load(run / "last.pt", weights_only=True)["train_state"]["clock"]
+    assert saved["elapsed_s"] > 0 and saved["train_start_s"] is not None
+    # Resumed with a budget its clock has already spent: it stops at once, its clock going on
+    # from the first process's (a fresh clock would train for the whole budget again).
+    spent = tiny_config(tiny_data, "train.time_budget=1s", "train.log_every=2", *common)
+    train(spent, run, resume=True)
+    end = read_records(run, "end")[-1]
+    assert end["elapsed_s"] > saved["elapsed_s"]
+    assert end["step"] <= 4 + 2
+    assert set(end["phases_s"]) >= {"startup", "data", "training", "saving"}
 
 
 def test_loader_workers_run_one_intra_op_thread_each():
@@ -381,3 +425,25 @@ def test_training_keeps_online_ink_only_when_strokes_are_jittered(tmp_path, jitt
     assert len(data.train) == 6 and len(data.val) == 2
     assert all((s.traces is not None) == (jitter_p > 0) for s in data.train.samples)
     assert data.train.reink_p == jitter_p
+
+
+def test_static_shapes_train_on_a_few_fixed_batch_shapes(tiny_data, tmp_path):
+    """data.static_shapes (the GPU path): the loader's batches come in the sampler's fixed
+    (B, H, W, L) shapes, augmented images included, and a run trains on them."""
+    from hmer.engine.data import build_data
+
+    overrides = (
+        "data.static_shapes=true",
+        "data.canvas_height_step=32",
+        "data.canvas_width_step=64",
+    )
+    cfg = tiny_config(tiny_data, *overrides, "train.epochs=2", "train.val_every=0")
+    data = build_data(cfg, load_tests=False)
+    allowed = set(data.batches.sampler.shapes())
+    for epoch in range(2):
+        data.batches.set_epoch(epoch)
+        for batch in data.loader:
+            b, _, h, w = batch.images.shape
+            assert (b, h, w, batch.tokens.shape[1]) in allowed
+            assert b * h * w <= max(cfg.train.batch_pixels, h * w)
+    assert train(cfg, tmp_path / "run").status == "finished"

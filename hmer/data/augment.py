@@ -189,6 +189,17 @@ def _recrop(image: np.ndarray, original: np.ndarray, cfg: AugmentConfig) -> np.n
     return cv2.copyMakeBorder(ink, *(cfg.margin,) * 4, cv2.BORDER_CONSTANT, value=0)
 
 
+def fit_within(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` shrunk (aspect kept, area interpolation) until it fits ``height`` x ``width``;
+    unchanged when it already fits. Keeps an augmented image on its static canvas."""
+    h, w = image.shape[:2]
+    scale = min(1.0, height / h, width / w)
+    if scale >= 1.0:
+        return image
+    size = (min(width, max(1, int(w * scale))), min(height, max(1, int(h * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def build_augment(cfg: AugmentConfig, seed: int | None = None) -> Augmenter:
     """The image augmentation described by ``cfg`` (identity when ``cfg.enabled`` is false)."""
     return Augmenter(cfg, seed)

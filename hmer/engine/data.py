@@ -121,6 +121,10 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 class SampleDataset(Dataset):
     """In-RAM samples -> ``(image (1, H, W) float32 ink=1, token ids, name)``.
 
+    A key ``(index, epoch, (H, W, L))`` (a static batch's, see :class:`EpochBatches`) also keeps
+    the image within its canvas ``H`` x ``W`` (shrunk when augmentation grew it past it) and
+    passes the shape on as a fourth element, for ``collate`` to pad to exactly that.
+
     Indexing with ``(index, epoch)`` (what :class:`EpochBatches` yields) augments with a seed
     derived from ``(seed, epoch, index)``; a plain ``index`` never augments. Augmenting first
     redraws a sample that has online ink from it with probability ``reink_p``
@@ -150,10 +154,11 @@ class SampleDataset(Dataset):
         """(H, W) of each stored image: what the bucketing sampler groups by."""
         return [(int(s.image.shape[0]), int(s.image.shape[1])) for s in self.samples]
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, list[int], str]:
+    def __getitem__(self, key: int | tuple[Any, ...]) -> tuple[Any, ...]:
+        from hmer.data.augment import fit_within
         from hmer.data.preprocess import to_tensor
 
-        index, epoch = key if isinstance(key, tuple) else (key, None)
+        index, epoch, *static = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
         image = sample.image
         if epoch is not None:
@@ -165,7 +170,11 @@ class SampleDataset(Dataset):
             if self.augment is not None:
                 seed_everything_for(self.augment, seed)
                 image = self.augment(image)
-        return to_tensor(image), self.ids[index], sample.name
+        if not static:
+            return to_tensor(image), self.ids[index], sample.name
+        shape = static[0]
+        image = fit_within(image, shape[0], shape[1])
+        return to_tensor(image), self.ids[index], sample.name, shape
 
     def _reinked(self, sample: Sample, rng: np.random.Generator) -> np.ndarray:
         try:
@@ -186,7 +195,8 @@ def seed_everything_for(augment: Any, seed: int) -> None:
 
 class EpochBatches:
     """Batch sampler for the DataLoader: the bucketed batches of the current epoch as
-    ``(index, epoch)`` pairs, so that workers can seed augmentation per sample and epoch.
+    ``(index, epoch)`` pairs, so that workers can seed augmentation per sample and epoch
+    (``(index, epoch, (H, W, L))`` for static batches, whose shape the items carry).
 
     ``set_epoch(epoch, skip)`` starts the next iteration after the epoch's first ``skip``
     batches: bucketing is a pure function of seed and epoch, so skipping the batches already
@@ -206,10 +216,11 @@ class EpochBatches:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[Any, ...]]]:
         epoch = self.epoch
         for batch in self.sampler:
-            yield [(int(i), epoch) for i in batch]
+            shape = getattr(batch, "shape", None)  # a StaticBatch's (H, W, L)
+            yield [(int(i), epoch) if shape is None else (int(i), epoch, shape) for i in batch]
 
 
 def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
@@ -251,7 +262,7 @@ def build_data(
     ``vocab``: the vocabulary to use (a resumed run's); None builds it from ``cfg.data.vocab``.
     """
     from hmer.data.augment import build_augment, reink
-    from hmer.data.batching import BucketBatchSampler, collate
+    from hmer.data.batching import BucketBatchSampler, Canvases, collate
 
     data_cfg = cfg.data
     reink_p = cfg.augment.jitter_p if data_cfg.augment and cfg.augment.enabled else 0.0
@@ -281,6 +292,15 @@ def build_data(
         reink_fn = functools.partial(
             reink, cfg=cfg.augment, render=cfg.render, preprocess=cfg.preprocess
         )
+    canvases = None
+    if data_cfg.static_shapes:
+        canvases = Canvases(
+            cfg.train.batch_pixels,
+            cfg.train.max_batch,
+            data_cfg.canvas_height_step,
+            data_cfg.canvas_width_step,
+            data_cfg.length_step,
+        )
     train_set = SampleDataset(
         train_samples, vocab, augment, seed=cfg.train.seed, reink=reink_fn, reink_p=reink_p
     )
@@ -294,6 +314,8 @@ def build_data(
         world_size=world_size,
         drop_last=False,
         pad_multiple=data_cfg.pad_multiple,
+        canvases=canvases,
+        lengths=[len(ids) for ids in train_set.ids],
     )
     batches = EpochBatches(bucket)
     workers = data_cfg.num_workers

@@ -20,6 +20,7 @@ host clocks and flags only.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -58,11 +59,15 @@ if TYPE_CHECKING:
 
 
 class WarmupCosine:
-    """Learning rate: linear warm-up to the base rate, then cosine down to ``min_lr_ratio`` x base
-    at ``total_steps`` (and flat after). The warm-up is capped at a fifth of the planned steps.
+    """Learning rate: a linear warm-up ramp times a cosine from the base rate down to
+    ``min_lr_ratio`` x base (and flat after).
 
-    ``total_steps`` may be set after training started (time budgets plan it from measured
-    throughput); warm-up steps taken before do not depend on it.
+    The cosine follows a *progress* fraction in [0, 1]. Without one (step schedules: epochs or
+    ``train.max_steps``) progress is counted in steps after the warm-up, up to ``total_steps``,
+    and the warm-up is capped at a fifth of them. Time budgets pass the elapsed fraction of the
+    training time instead, so a machine that slows down mid-run still ends on the floor rather
+    than half-decayed; there the ramp multiplies the cosine, so even a budget that ends inside
+    the warm-up decays.
     """
 
     def __init__(
@@ -78,28 +83,37 @@ class WarmupCosine:
         self.total_steps = total_steps
         self.min_lr_ratio = min_lr_ratio
         self.step_count = 0
+        self.progress: float | None = None
         self._apply()
 
-    def factor(self, step: int) -> float:
-        warmup = max(1, min(self.warmup_steps, self.total_steps // 5))
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
-        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (
-            1 + math.cos(math.pi * progress)
-        )
+    def factor(self, step: int, progress: float | None = None) -> float:
+        if progress is None:
+            warmup = max(1, min(self.warmup_steps, self.total_steps // 5))
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, self.total_steps - warmup)
+            ramp = 1.0
+        else:
+            ramp = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        progress = min(1.0, max(0.0, progress))
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return ramp * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
 
     def _apply(self) -> None:
-        f = self.factor(self.step_count)
+        f = self.factor(self.step_count, self.progress)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * f
 
-    def step(self) -> None:
+    def step(self, progress: float | None = None) -> None:
+        """One optimizer step done; ``progress``: elapsed fraction of a time-based schedule."""
         self.step_count += 1
+        self.progress = progress
         self._apply()
 
-    def set_total(self, total_steps: int) -> None:
+    def set_total(self, total_steps: int, progress: float | None = None) -> None:
+        """A new planned step total (and, for time schedules, the elapsed fraction now)."""
         self.total_steps = total_steps
+        self.progress = progress
         self._apply()
 
     @property
@@ -113,6 +127,7 @@ class WarmupCosine:
             "total_steps": self.total_steps,
             "min_lr_ratio": self.min_lr_ratio,
             "base_lrs": list(self.base_lrs),
+            "progress": self.progress,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -121,6 +136,7 @@ class WarmupCosine:
         self.total_steps = int(state["total_steps"])
         self.min_lr_ratio = float(state["min_lr_ratio"])
         self.base_lrs = [float(x) for x in state["base_lrs"]]
+        self.progress = state.get("progress")
         self._apply()
 
 
@@ -158,6 +174,12 @@ class Ema:
 
 #: Seconds reserved at the end of a budgeted run for results.json, the TSVs and the plot.
 FINISH_S = 3.0
+#: Fewer planned steps than this cannot teach a model anything: a budgeted run says so.
+TOO_FEW_STEPS = 300
+#: Most of a time budget that periodic validation may take (its interval is raised to fit).
+VAL_SHARE = 0.03
+#: Greedy validation stops this many tokens past the longest training target.
+VAL_LEN_MARGIN = 8
 
 
 @dataclass
@@ -165,7 +187,9 @@ class Plan:
     """How many optimizer steps the run takes, and why.
 
     ``deadline_s`` (time budgets only): seconds after the run started when training must stop so
-    that the final validation, test evaluation and saving still fit.
+    that the final validation, test evaluation and saving still fit. ``val_every`` (time budgets
+    only): the validation interval, raised from ``train.val_every`` where validating that often
+    would take more than ``VAL_SHARE`` of the budget.
     """
 
     total_steps: int
@@ -179,6 +203,7 @@ class Plan:
     finish_s: float | None = None
     safety_s: float | None = None
     deadline_s: float | None = None
+    val_every: int | None = None
 
     def describe(self) -> str:
         epochs = self.total_steps / max(1, self.steps_per_epoch)
@@ -382,9 +407,13 @@ class _Run:
         from hmer.engine.data import build_data
 
         self.cfg, self.dir, self.started = cfg, run_dir, started
+        #: Wall seconds by phase (startup, data, training, validation, saving, test, finish).
+        self.phases: dict[str, float] = {"startup": time.monotonic() - started}
         self.dist = distributed.init_distributed(cfg.train.device)
         self.device, self.main = self.dist.device, self.dist.is_main
         torch.manual_seed(cfg.train.seed)
+        if cfg.train.threads is not None:
+            torch.set_num_threads(cfg.train.threads)
         if self.device.type == "cuda":
             # TF32 for whatever runs in fp32 outside autocast; cuDNN autotuning when asked.
             torch.set_float32_matmul_precision("high")
@@ -405,14 +434,18 @@ class _Run:
         from hmer.data.vocab import Vocab
 
         vocab = Vocab.from_dict(payload["vocab"]) if payload is not None else None
-        self.data = build_data(
-            cfg,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            device=self.device,
-            vocab=vocab,
-        )
+        with self.timed("data"):
+            self.data = build_data(
+                cfg,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+                device=self.device,
+                vocab=vocab,
+            )
         self.vocab = self.data.vocab
+        longest = max((len(ids) for ids in self.data.train.ids), default=0)
+        #: Greedy validation never runs past this (an untrained model rarely stops by itself).
+        self.val_max_len = min(cfg.decode.max_len, longest + VAL_LEN_MARGIN)
         self.config_dict, self.vocab_dict = config_to_dict(cfg), self.vocab.to_dict()
 
         self.memory_format = (
@@ -439,6 +472,10 @@ class _Run:
         )
 
         self.step = self.epoch = self.batches_done = self.samples_seen = 0
+        #: Seconds this run had spent in earlier processes (a resumed run keeps its clock).
+        self.clock_offset = 0.0
+        #: When training began on the run's clock (time budgets: the schedule's zero).
+        self.train_start_s: float | None = None
         self.validated_at = -1
         self.best: float | None = None
         #: The weights that scored best on validation, on every rank (the final test decodes them).
@@ -458,7 +495,7 @@ class _Run:
 
         self.budget_s = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
         if self.budget_s is not None and self.plan.how == "time_budget":
-            # A resumed budgeted run keeps its schedule; the new budget only moves the stop.
+            # A resumed budgeted run keeps its clock and schedule; a new budget moves the stop.
             p = self.plan
             p.deadline_s = self.budget_s - (
                 p.test_s + p.val_s + 2 * p.save_s + p.finish_s + p.safety_s
@@ -515,6 +552,37 @@ class _Run:
             best_state = load_checkpoint(self.dir / "best.pt", expected_vocab=self.vocab)["model"]
         self.best_state = distributed.broadcast_object(best_state)
         set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
+        clock = state.get("clock", {})
+        self.clock_offset = float(clock.get("elapsed_s", 0.0))
+        self.train_start_s = clock.get("train_start_s")
+
+    @contextlib.contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the wall time of the block to ``self.phases[phase]``."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - began
+
+    def elapsed(self) -> float:
+        """Seconds on the run's clock: this process's time plus that of the processes before."""
+        return self.clock_offset + time.monotonic() - self.started
+
+    def schedule_progress(self) -> float | None:
+        """Elapsed fraction of the training time (time budgets), None for step schedules.
+
+        Zero until the deadline is planned (the first steps measure throughput in warm-up); one
+        when training began only after it (start-up took the whole budget).
+        """
+        if self.budget_s is None:
+            return None
+        deadline, start = self.plan.deadline_s, self.train_start_s
+        if deadline is None or start is None:
+            return 0.0
+        if deadline <= start:
+            return 1.0
+        return (self.elapsed() - start) / (deadline - start)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.main:
@@ -522,6 +590,10 @@ class _Run:
 
     def save_last(self) -> None:
         """``last.pt``: inference weights + everything needed to continue exactly."""
+        with self.timed("saving"):
+            self._save_last()
+
+    def _save_last(self) -> None:
         rngs = distributed.all_gather_objects(rng_state())
         samples = distributed.all_gather_objects(self.samples_seen)
         if not self.main:
@@ -536,6 +608,7 @@ class _Run:
             "best_val_exprate": self.best,
             "samples_seen": samples,
             "rng": rngs,
+            "clock": {"elapsed_s": self.elapsed(), "train_start_s": self.train_start_s},
         }
         if self.ema is not None:
             state["model"] = self.model.state_dict()
@@ -551,6 +624,10 @@ class _Run:
 
     def validate(self) -> None:
         """Greedy ExpRate on the validation slice; a new best is kept in memory and as best.pt."""
+        with self.timed("validation"):
+            self._validate()
+
+    def _validate(self) -> None:
         self.validated_at = self.step
         if not self.data.val:
             return
@@ -564,6 +641,7 @@ class _Run:
             method="greedy",
             device=self.device,
             precision=self.cfg.train.precision,
+            max_len=self.val_max_len,
         )
         m = result.metrics
         improved = self.best is None or m["exprate"] > self.best
@@ -597,7 +675,19 @@ class _Run:
 
     def fit(self, stop_after_steps: int | None = None) -> int | None:
         """Train to the planned step (or deadline). Returns the signal number that stopped it
-        early (``signal.SIGTERM`` for ``stop_after_steps``), else None."""
+        early (``signal.SIGTERM`` for ``stop_after_steps``), else None. Its wall time goes to
+        ``phases["training"]``, less the validation and saving done meanwhile."""
+        began = time.monotonic()
+        inner = self.phases.get("validation", 0.0) + self.phases.get("saving", 0.0)
+        try:
+            return self._fit(stop_after_steps)
+        finally:
+            inner = self.phases.get("validation", 0.0) + self.phases.get("saving", 0.0) - inner
+            self.phases["training"] = (
+                self.phases.get("training", 0.0) + time.monotonic() - began - inner
+            )
+
+    def _fit(self, stop_after_steps: int | None) -> int | None:
         cfg = self.cfg.train
         meter = None
         if self.budget_s is not None and self.plan.how != "time_budget":
@@ -606,13 +696,13 @@ class _Run:
                 cfg.budget_warmup_steps,
                 cfg.budget_measure_steps,
                 self.budget_s,
-                self.started,
+                self.started - self.clock_offset,
                 may_cut_short=not self.dist.distributed,
             )
             # Provisional: the real total is planned once throughput has been measured.
             total = max(self.plan.total_steps, meter.end_at * 100)
             self.plan = Plan(total, self.plan.steps_per_epoch, "measuring")
-            self.scheduler.set_total(self.plan.total_steps)
+            self.scheduler.set_total(self.plan.total_steps, self.schedule_progress())
             _say(
                 f"measuring throughput over steps {meter.start_at}-{meter.end_at} to plan "
                 f"the {self.budget_s:.0f}s budget"
@@ -627,12 +717,17 @@ class _Run:
             progress = tqdm(
                 total=self.plan.total_steps, initial=self.step, unit="step", file=sys.stderr
             )
+        if self.train_start_s is None:
+            self.train_start_s = self.elapsed()
+        # Time budgets train until the deadline (the step total is an estimate for the
+        # progress bar); step schedules until the planned step.
+        timed = self.budget_s is not None
         window = _Window(self.device)
         local_steps = 0
         self.train_model.train()
         with StopSignals() as signals:
             try:
-                while self.step < self.plan.total_steps:
+                while timed or self.step < self.plan.total_steps:
                     self.data.batches.set_epoch(self.epoch, skip=self.batches_done)
                     for batch in _device_batches(
                         self.data.loader, self.device, self.memory_format, window
@@ -646,33 +741,36 @@ class _Run:
                         if step_s is not None:
                             meter = None
                             self.plan = self._plan_time_budget(step_s)
-                            self.scheduler.set_total(self.plan.total_steps)
+                            self.scheduler.set_total(
+                                self.plan.total_steps, self.schedule_progress()
+                            )
                             if progress is not None:
                                 progress.total = self.plan.total_steps
                                 progress.refresh()
                             _say(self.plan.describe())
                             self.log({"kind": "plan", "step": self.step, **asdict(self.plan)})
+                            self._warn_if_too_short()
 
                         stop = signals.signum is not None or (
                             stop_after_steps is not None and local_steps >= stop_after_steps
                         )
                         deadline = self.plan.deadline_s
-                        late = deadline is not None and time.monotonic() - self.started > deadline
-                        logging_now = (
-                            self.step % cfg.log_every == 0 or self.step >= self.plan.total_steps
-                        )
+                        late = deadline is not None and self.elapsed() > deadline
+                        planned_end = not timed and self.step >= self.plan.total_steps
+                        logging_now = self.step % cfg.log_every == 0 or planned_end
                         if self.dist.distributed:
                             # Ranks must agree on stopping: they do so at log steps (a sync).
                             stop, late = stop and logging_now, late and logging_now
                         if logging_now or stop or late:
                             stop, late = self._log_window(window, progress, stop, late)
-                        if cfg.val_every and self.step % cfg.val_every == 0:
+                        val_every = self.plan.val_every or cfg.val_every
+                        if val_every and self.step % val_every == 0:
                             self.validate()
                         if stop:
                             return signals.signum or signal.SIGTERM
                         if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                             self.save_last()
-                        if late or self.step >= self.plan.total_steps:
+                        if late or planned_end:
                             self.plan.total_steps = self.step
                             return None
                     self.epoch += 1
@@ -692,7 +790,7 @@ class _Run:
             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        self.scheduler.step(self.schedule_progress())  # host clocks only: no sync
         if self.ema is not None:
             self.ema.update(self.model)
         n = int(batch.images.shape[0])  # shape metadata: no sync
@@ -734,13 +832,25 @@ class _Run:
                 "samples": reduced["samples"],
                 "samples_per_s": rate,
                 "data_wait_share": window.data_wait_s / max(1e-9, now - window.start),
-                "elapsed_s": now - self.started,
+                "elapsed_s": self.elapsed(),
             }
         )
         if progress is not None:
             progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{rate:.0f}")
         window.reset(now)
         return reduced["stop"] > 0, reduced["late"] > 0
+
+    def _warn_if_too_short(self) -> None:
+        """Say at the start, not after the budget, when it cannot teach the model anything."""
+        steps = self.plan.total_steps
+        if steps < TOO_FEW_STEPS:
+            message = (
+                f"warning: the budget fits only about {steps} steps; a model needs at least "
+                f"{TOO_FEW_STEPS} to learn anything (raise --time-budget, use a smaller model or "
+                "a less busy machine)"
+            )
+            _say(message)
+            self.log({"kind": "warning", "step": self.step, "message": message})
 
     def _plan_time_budget(self, step_s: float) -> Plan:
         """Measure decoding cost, then plan steps so that everything fits in the budget.
@@ -765,19 +875,28 @@ class _Run:
             )
         n_values = sum(p.numel() for p in self.model.parameters())
         save_s = 1.0 + 3 * 4 * n_values / 200e6  # weights + Adam moments, at ~200 MB/s
-        total, deadline = plan_budget(
-            budget_s=self.budget_s,
-            elapsed_s=time.monotonic() - self.started,
-            step=self.step,
-            step_s=step_s,
-            val_s=val_s,
-            val_every=cfg.train.val_every,
-            test_s=test_s,
-            save_s=save_s,
-            ckpt_every=cfg.train.ckpt_every,
-            finish_s=FINISH_S,
-            safety=cfg.train.budget_safety,
-        )
+
+        def fit_budget(val_every: int) -> tuple[int, float]:
+            return plan_budget(
+                budget_s=self.budget_s,
+                elapsed_s=self.elapsed(),
+                step=self.step,
+                step_s=step_s,
+                val_s=val_s,
+                val_every=val_every,
+                test_s=test_s,
+                save_s=save_s,
+                ckpt_every=cfg.train.ckpt_every,
+                finish_s=FINISH_S,
+                safety=cfg.train.budget_safety,
+            )
+
+        val_every = cfg.train.val_every
+        total, deadline = fit_budget(val_every)
+        if val_every and val_s * (total - self.step) / val_every > VAL_SHARE * self.budget_s:
+            # Validating this often would eat the budget: validate less often instead.
+            val_every = math.ceil(val_s * (total - self.step) / (VAL_SHARE * self.budget_s))
+            total, deadline = fit_budget(val_every)
         plan = Plan(
             total_steps=total,
             steps_per_epoch=self.plan.steps_per_epoch,
@@ -790,6 +909,7 @@ class _Run:
             finish_s=FINISH_S,
             safety_s=cfg.train.budget_safety * self.budget_s,
             deadline_s=deadline,
+            val_every=val_every,
         )
         return distributed.broadcast_object(plan)
 
@@ -815,6 +935,10 @@ class _Run:
 
     def final_test(self) -> dict[str, dict[str, float]]:
         """The test splits, once, with beam search, on the weights best on validation."""
+        with self.timed("test"):
+            return self._final_test()
+
+    def _final_test(self) -> dict[str, dict[str, float]]:
         if not self.data.tests:
             return {}
         if self.best_state is not None:
@@ -850,7 +974,8 @@ class _Run:
         return scores
 
     def finish(self) -> None:
-        """The closing record (per-rank weight digests and sample counts) and the plot."""
+        """The closing record (per-rank weight digests and sample counts, wall time by phase) and
+        the plot."""
         distributed.broadcast_buffers(self.model)
         digests = distributed.all_gather_objects(weights_digest(self.model))
         samples = distributed.all_gather_objects(self.samples_seen)
@@ -858,10 +983,11 @@ class _Run:
             {
                 "kind": "end",
                 "step": self.step,
-                "elapsed_s": time.monotonic() - self.started,
+                "elapsed_s": self.elapsed(),
                 "best_val_exprate": self.best,
                 "weights_sha256": digests,
                 "samples_per_rank": samples,
+                "phases_s": {k: round(v, 3) for k, v in self.phases.items()},
             }
         )
         if self.main:
