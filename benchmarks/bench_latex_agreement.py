@@ -4,8 +4,9 @@
 
 Normalizes the InkML truth of the 1,147 CROHME 2016 files, compares with ``bttr/2016/caption.txt``
 (the token sequences papers score against), prints the agreement rate and each disagreement
-(name, ours, theirs) grouped by kind; then the labels of the other splits that do not normalize,
-and the normalization speed.
+(name, ours, theirs) grouped by kind, and how many of the disagreements render the same formula
+(``equivalence_form``); then the labels of the other splits that do not normalize, and the
+normalization speed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from hmer.data.inkml import parse_inkml
-from hmer.data.latex import TWO_ARGUMENTS, normalize_latex
+from hmer.data.latex import TWO_ARGUMENTS, equivalence_form, normalize_latex
 from hmer.errors import DataError, LatexError
 from hmer.paths import crohme_root
 
@@ -72,6 +73,16 @@ def main() -> None:
     wrong = sum(len(group) for group in groups.values())
     agree = len(captions) - wrong
     print(f"2016 agreement: {agree}/{len(captions)} = {100 * agree / len(captions):.2f} %")
+    same = sum(
+        equivalence_form(ours.split()) == equivalence_form(theirs.split())
+        for group in groups.values()
+        for _, ours, theirs in group
+    )
+    print(
+        f"of the {wrong} that differ, {same} render the same formula (equivalence); "
+        f"equivalent agreement {agree + same}/{len(captions)} = "
+        f"{100 * (agree + same) / len(captions):.2f} %"
+    )
     for kind, items in sorted(groups.items(), key=lambda item: -len(item[1])):
         print(f"\n{kind}: {len(items)}")
         for name, ours, theirs in items:

@@ -131,7 +131,9 @@ def _display_gray(image: np.ndarray, max_side: int = 1600) -> np.ndarray:
 
 def mathtext_source(latex: str) -> str:
     """``$latex$`` for matplotlib mathtext, which silently drops a script whose ``^``/``_`` is
-    followed by a space (``x ^ { 2 }`` would show as ``x 2``): those spaces are removed."""
+    followed by a space (``x ^ { 2 }`` would show as ``x 2``): those spaces are removed. Mathtext
+    knows no ``\\limits`` (it places the limits of ``\\sum`` and ``\\int`` itself): dropped."""
+    latex = re.sub(r"\\limits(?![a-zA-Z])\s*", "", latex)
     return "$" + re.sub(r"([\^_])\s+", r"\1", latex) + "$"
 
 

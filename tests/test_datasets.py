@@ -145,7 +145,7 @@ def make_bttr(root: Path, split: str = "2014") -> Path:
     (folder / "18_em_5.png").write_bytes(image_bytes(2, ".png", dark_ink=True))
     (folder / "caption.txt").write_text(
         "18_em_0\tx ^ { 2 }\n"
-        "18_em_1\t\\frac { 1 } { 2 }\n"
+        "18_em_1\t\\frac 1 2\n"  # the published convention leaves some arguments unbraced
         "\n"
         "18_em_2\ta + b\n"
         "18_em_3\ty\n"
@@ -158,7 +158,11 @@ def make_bttr(root: Path, split: str = "2014") -> Path:
 def test_bttr_folder_images_beside_or_in_img_either_polarity(tmp_path: Path):
     samples, report = load_samples(make_bttr(tmp_path / "data"), "2014")
     assert [s.name for s in samples] == ["18_em_0", "18_em_1", "18_em_2"]
+    # Tokens follow hmer's normalization; the caption as published is kept for the papers'
+    # protocol (hmer evaluate's published ExpRate).
     assert samples[1].tokens == ["\\frac", "{", "1", "}", "{", "2", "}"]
+    assert samples[1].published == ["\\frac", "1", "2"]
+    assert samples[0].published == samples[0].tokens == ["x", "^", "{", "2", "}"]
     for sample in samples:  # white-on-black and black-on-white alike become ink 255 on 0
         assert sample.image[0].max() == 0 and sample.image.max() == 255
     assert report.counts == {"bad_image": 1, "missing_image": 1, "bad_label": 1}

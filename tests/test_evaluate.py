@@ -45,10 +45,20 @@ def test_evaluate_reproduces_the_runs_final_test_from_best_checkpoint(
 def test_per_expression_tsv_has_one_row_per_expression_in_data_order(tiny_run):  # noqa: F811
     rows = read_tsv(tiny_run / "predictions_test.tsv")
     assert [r["name"] for r in rows] == [f"test_{i:03d}" for i in range(4)]
-    assert set(rows[0]) == {"name", "truth", "prediction", "distance"}
+    assert set(rows[0]) == {"name", "truth", "prediction", "distance", "score"}
+    assert all(float(r["score"]) <= 0.0 for r in rows)
     results = json.loads((tiny_run / "results.json").read_text())["splits"]["test"]
     exact = sum(r["distance"] == "0" for r in rows)
     assert results["exprate"] == pytest.approx(100.0 * exact / len(rows))
+
+
+def test_a_caption_test_set_reports_the_three_exprates(tiny_run):  # noqa: F811
+    """The tiny test set is a BTTR-layout folder: besides ExpRate against the normalized truth,
+    the published-caption ExpRate (the papers' protocol) and the equivalence ExpRate."""
+    results = json.loads((tiny_run / "results.json").read_text())["splits"]["test"]
+    # Its captions are canonical already, so the three agree here; equivalence never counts less.
+    assert results["exprate_published"] == results["exprate"]
+    assert results["exprate_equiv"] >= results["exprate"]
 
 
 def test_greedy_option_and_batch_size(tiny_run, tiny_data, tmp_path, capsys):  # noqa: F811
@@ -77,13 +87,17 @@ def test_table_and_tsv_formats():
         "2014", "beam", {"exprate": 50.0, "le1": 50.0, "le2": 50.0, "count": 2}, [], rows
     )
     table = format_table([result]).splitlines()
-    assert table[0].split() == ["split", "method", "count", "ExpRate", "<=1", "<=2"]
-    assert table[1].split() == ["2014", "beam", "2", "50.00", "50.00", "50.00"]
+    header = ["split", "method", "count", "ExpRate", "<=1", "<=2", "equiv", "published"]
+    assert table[0].split() == header
+    assert table[1].split() == ["2014", "beam", "2", "50.00", "50.00", "50.00", "nan", "-"]
+    result.metrics |= {"exprate_equiv": 100.0, "exprate_published": 0.0}
+    assert format_table([result]).splitlines()[1].split()[-2:] == ["100.00", "0.00"]
     tsv = rows_to_tsv(rows)
     parsed = list(csv.DictReader(tsv.splitlines(), delimiter="\t"))
+    no_score = {"score": ""}
     assert [dict(r) for r in parsed] == [
-        {"name": "a", "truth": "x ^ { 2 }", "prediction": "x ^ { 2 }", "distance": "0"},
-        {"name": "b", "truth": '"q"', "prediction": "1\t2", "distance": "3"},
+        {"name": "a", "truth": "x ^ { 2 }", "prediction": "x ^ { 2 }", "distance": "0", **no_score},
+        {"name": "b", "truth": '"q"', "prediction": "1\t2", "distance": "3", **no_score},
     ]
 
 

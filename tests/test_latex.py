@@ -10,9 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hmer.data.latex import ALIASES, DROPPED, normalize_latex, tokens_to_latex
+from hmer.data.latex import (
+    ALIASES,
+    DROPPED,
+    equivalence_form,
+    normalize_latex,
+    tokens_to_latex,
+)
 from hmer.data.vocab import CROHME_SYMBOLS
 from hmer.errors import LatexError
+from hmer.viz import mathtext_source
 
 FAST = settings(max_examples=200, deadline=None)
 
@@ -65,7 +72,8 @@ def norm(raw: str) -> str:
         ("\\left. x \\right|", "x |"),
         ("\\Bigg( a \\Bigg)", "( a )"),
         ("299\\ 792\\,458\\!\\;\\quad 1", "2 9 9 7 9 2 4 5 8 1"),
-        ("\\int\\limits_a^b", "\\int _ { a } ^ { b }"),
+        ("\\int\\limits_a^b", "\\int \\limits _ { a } ^ { b }"),  # kept, as the captions do
+        ("\\sum\\nolimits_i", "\\sum _ { i }"),
         ("\\mbox{T}^4", "T ^ { 4 }"),
         ("\\mbox{Tr} A", "T r A"),
         ("\\mathrm{gh}_{1}", "g h _ { 1 }"),
@@ -76,7 +84,8 @@ def norm(raw: str) -> str:
         ("a \\ne b \\le c \\ge d", "a \\neq b \\leq c \\geq d"),
         ("\\lbrace x \\rbrace \\lbrack y \\rbrack", "\\{ x \\} [ y ]"),
         ("1 + \\dots", "1 + \\ldots"),
-        ("a=1...7", "a = 1 \\ldots 7"),
+        ("a=1...7", "a = 1 . . . 7"),  # an ellipsis stays as written
+        ("a_1,\\ldots,a_n", "a _ { 1 } , \\ldots , a _ { n }"),
         ("a_1 \\cdots a_n", "a _ { 1 } \\cdots a _ { n }"),
         ("|x \\parallel y|", "| x | | y |"),
         ("\\|x\\|", "| | x | |"),
@@ -245,11 +254,107 @@ def test_matplotlib_mathtext_renders_every_crohme_token() -> None:
     mathtext = pytest.importorskip("matplotlib.mathtext")
     parser = mathtext.MathTextParser("agg")
     contexts = {"\\frac": "{} {{ a }} {{ b }}", "\\sqrt": "{} [ 3 ] {{ x }}", "^": "x {} {{ 2 }}"}
-    contexts |= {"_": "x {} {{ 2 }}", "{": "{} x }}", "}": "{{ x {}"}
+    contexts |= {
+        "_": "x {} {{ 2 }}",
+        "{": "{} x }}",
+        "}": "{{ x {}",
+        "\\limits": "\\int {} _ {{ a }}",
+    }
     for token in CROHME_SYMBOLS:
         latex = contexts.get(token, "{}").format(token)
-        parser.parse(f"${latex}$")  # raises ValueError when mathtext lacks something
-    parser.parse("$" + tokens_to_latex(normalize_latex("{}^{14}C f'' \\left| x \\right|")) + "$")
+        parser.parse(mathtext_source(latex))  # raises ValueError when mathtext lacks something
+    parser.parse(
+        mathtext_source(tokens_to_latex(normalize_latex("{}^{14}C f'' \\left| x \\right|")))
+    )
+
+
+# --- equivalence: sequences that render the same formula --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("\\frac 1 2", "\\frac { 1 } { 2 }"),  # the captions' unbraced arguments
+        ("\\sqrt [ n ] 2", "\\sqrt [ n ] { 2 }"),
+        ("x ^ 2 _ i", "x ^ { 2 } _ { i }"),
+        ("{ x } + 1", "x + 1"),  # redundant braces
+        ("\\frac { { 2 g } } { a }", "\\frac { 2 g } { a }"),
+        ("{ x } ^ { 2 }", "x ^ { 2 }"),  # one symbol in braces takes its script the same way
+        ("a _ { 1 } , . . . , a _ { n }", "a _ { 1 } , \\ldots , a _ { n }"),  # as agreed
+        ("\\int \\limits _ { 0 } ^ { 1 }", "\\int _ { 0 } ^ { 1 }"),  # where limits sit
+        ("x \\le y", "x \\leq y"),  # what normalize_latex unifies
+    ],
+)
+def test_equivalent_sequences_share_one_form(a: str, b: str) -> None:
+    assert equivalence_form(a.split()) == equivalence_form(b.split())
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("{ a b } ^ { 2 }", "a b ^ { 2 }"),  # (ab)^2 is not a b^2
+        ("\\frac { 1 } { 2 }", "\\frac { 2 } { 1 }"),
+        ("x ^ { 2 }", "x _ { 2 }"),
+        (". .", "\\ldots"),
+        ("\\sqrt [ 3 ] { x }", "\\sqrt { 3 x }"),
+    ],
+)
+def test_different_formulas_keep_different_forms(a: str, b: str) -> None:
+    assert equivalence_form(a.split()) != equivalence_form(b.split())
+
+
+def test_unparseable_decoder_output_is_compared_as_it_is() -> None:
+    assert equivalence_form(["}", "x", "{"]) == ["}", "x", "{"]
+    # ... less the agreed differences that need no parse: ``\\limits`` and dots.
+    assert equivalence_form(["}", ".", ".", ".", "\\limits"]) == ["}", "\\ldots"]
+
+
+def _unbrace_single_arguments(tokens: list[str]) -> list[str]:
+    """The captions' style: ``\\frac { 1 } { 2 }`` -> ``\\frac 1 2``, ``x ^ { 2 }`` -> ``x ^ 2``
+    (one-token arguments of scripts, fractions and roots lose their braces)."""
+    out = list(tokens)
+    i = 0
+    while i + 2 < len(out):
+        opens_argument = i > 0 and out[i - 1] in ("^", "_", "\\frac", "\\sqrt", "}", "]")
+        if (
+            opens_argument
+            and out[i] == "{"
+            and out[i + 2] == "}"
+            and out[i + 1] not in ("{", "}")
+            and not out[i + 1].startswith("\\")
+        ):
+            del out[i + 2], out[i]
+        i += 1
+    return out
+
+
+@FAST
+@given(_expressions())
+def test_equivalence_is_a_fixed_point_and_ignores_braces_and_dots(raw: str) -> None:
+    tokens = normalize_latex(raw)
+    form = equivalence_form(tokens)
+    assert equivalence_form(form) == form  # a canonical form
+    assert equivalence_form(["{", *tokens, "}"]) == form  # the whole formula braced
+    assert equivalence_form(_unbrace_single_arguments(tokens)) == form
+    dotted = [d for t in tokens for d in ([".", ".", "."] if t == "\\ldots" else [t])]
+    assert equivalence_form(dotted) == form
+
+
+@pytest.mark.crohme
+def test_every_truth_is_equivalent_to_its_caption_style_spelling(crohme: Path) -> None:
+    """Every official truth (all years): its caption-style spelling (single-token arguments
+    unbraced, ellipses as dots) has the same equivalence form."""
+    truths = read_truths(crohme / "inkml")
+    checked = 0
+    for name, raw in truths.items():
+        if name in BROKEN_TRUTHS:
+            continue
+        tokens = normalize_latex(raw, name)
+        form = equivalence_form(tokens)
+        dotted = [d for t in tokens for d in ([".", ".", "."] if t == "\\ldots" else [t])]
+        assert equivalence_form(_unbrace_single_arguments(dotted)) == form, name
+        checked += 1
+    assert checked == len(truths) - len(BROKEN_TRUTHS)
 
 
 # --- the real data -----------------------------------------------------------------------------

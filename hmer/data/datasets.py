@@ -59,12 +59,15 @@ class Sample:
     ``tokens``: canonical LaTeX tokens; ``name``: unique within its dataset (e.g.
     ``KAIST/TrainData1_6_sub_3`` for an InkML file below its split folder, without suffix);
     ``traces``: the online ink, ``(N, 2)`` float32 points per stroke, for InkML sources loaded
-    with ``keep_traces`` (stroke-level augmentation draws it again), else None."""
+    with ``keep_traces`` (stroke-level augmentation draws it again), else None; ``published``:
+    the caption's tokens as published (BTTR/CoMER layouts: what papers score against), before
+    :func:`normalize_latex` made ``tokens`` of them; None for other sources."""
 
     name: str
     image: np.ndarray
     tokens: list[str]
     traces: tuple[np.ndarray, ...] | None = None
+    published: list[str] | None = None
 
 
 @dataclass
@@ -476,12 +479,16 @@ class _Settings:
 
 def _tokens(item: _Item, label: str | None, source: str) -> list[str]:
     from hmer.data.latex import normalize_latex
+    from hmer.errors import LatexError
 
     if item.kind == "caption":
         tokens = (label or "").split()
         if not tokens:
             raise DataError("empty label", item.table, item.line)
-        return tokens
+        try:  # the published convention, made canonical (its unbraced arguments braced)
+            return normalize_latex(" ".join(tokens))
+        except LatexError:  # a malformed caption is kept as published: it still counts
+            return tokens
     if label is None:
         raise DataError("no truth annotation", source)
     where = f"{item.table}:{item.line}" if item.kind == "table" else source
@@ -526,8 +533,9 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
     traces = None
     if ink is not None and settings.keep_traces:
         traces = tuple(np.asarray(t, np.float32) for t in ink.traces)
+    published = (label or "").split() if item.kind == "caption" else None
     if cached is not None:
-        return Sample(item.name, cached[0], tokens, traces)
+        return Sample(item.name, cached[0], tokens, traces, published)
     try:
         raw = render_traces(ink.traces, settings.render) if ink else decode_image(data, source)
         image = preprocess_image(raw, settings.preprocess)
@@ -538,7 +546,7 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
         )
     if key is not None:
         _cache_store(settings.cache_dir, key, image, label or "")
-    return Sample(item.name, image, tokens, traces)
+    return Sample(item.name, image, tokens, traces, published)
 
 
 def _init_worker() -> None:

@@ -7,9 +7,12 @@ The canonical form, as in ``bttr/2016/caption.txt``:
   ``x^2`` -> ``x ^ { 2 }``, ``\\frac12`` -> ``\\frac { 1 } { 2 }``, ``\\sqrt[3]x`` ->
   ``\\sqrt [ 3 ] { x }``;
 - sizing, spacing and text/roman wrappers are dropped: ``\\left(`` -> ``(``, ``\\Bigg``, ``\\,``,
-  ``\\limits``, ``\\mbox{T}`` -> ``T``, ``\\mathrm{gh}`` -> ``g h``;
+  ``\\nolimits``, ``\\mbox{T}`` -> ``T``, ``\\mathrm{gh}`` -> ``g h``;
+- ``\\limits`` is kept where the truth writes it (``\\int \\limits _ { a } ^ { b }``), and an
+  ellipsis stays as written: ``...`` -> ``. . .``, ``\\ldots`` -> ``\\ldots`` (the captions
+  do both);
 - aliases become one token: ``\\lt`` -> ``<``, ``\\to`` -> ``\\rightarrow``, ``\\le`` -> ``\\leq``,
-  ``\\lbrack`` -> ``[``, ``\\parallel`` -> ``| |``, ``...`` -> ``\\ldots``, ``f'`` ->
+  ``\\lbrack`` -> ``[``, ``\\parallel`` -> ``| |``, ``\\dots`` -> ``\\ldots``, ``f'`` ->
   ``f ^ { \\prime }``, ...;
 - everything else is kept as written: explicit braces (``{ + }``), the order of sub- and
   superscripts (``x _ { i } ^ { 2 }`` and ``x ^ { 2 } _ { i }`` both occur in the convention), and
@@ -115,7 +118,6 @@ DROPPED = frozenset(
         "\\biggr",
         "\\Biggl",
         "\\Biggr",
-        "\\limits",
         "\\nolimits",
         "\\displaystyle",
         "\\textstyle",
@@ -220,6 +222,32 @@ def normalize_latex(raw: str, source: str | None = None) -> list[str]:
     return tokens
 
 
+def equivalence_form(tokens: Sequence[str]) -> list[str]:
+    """A form in which two token sequences are equal when they render the same formula.
+
+    The agreed equivalences (``hmer evaluate`` reports the ExpRate they give beside the strict
+    one): an argument with or without braces (``\\frac 1 2`` = ``\\frac { 1 } { 2 }``,
+    ``\\sqrt [ n ] 2`` = ``\\sqrt [ n ] { 2 }``, ``x ^ 2`` = ``x ^ { 2 }``); redundant braces
+    (``{ x }`` = ``x``, ``{ { 2 g } }`` = ``2 g``, but ``{ a b } ^ { 2 }`` keeps them); an
+    ellipsis written as dots or as a command (``. . .`` = ``\\ldots``); ``\\limits`` (where the
+    limits of ``\\int`` / ``\\sum`` sit is a matter of style); and everything
+    :func:`normalize_latex` unifies (aliases, spacing, sizing). Sequences that do not parse
+    (a decoder's unbalanced output) are compared as they are, less ``\\limits`` and dots.
+    """
+    try:
+        tokens = _Parser(_lex(" ".join(tokens), None), "", None, flatten_groups=True).parse()
+    except LatexError:
+        tokens = list(tokens)
+    out: list[str] = []
+    for token in tokens:
+        if token == "\\limits":
+            continue
+        out.append(token)
+        if out[-3:] == [".", ".", "."]:
+            out[-3:] = ["\\ldots"]
+    return out
+
+
 def tokens_to_latex(tokens: Sequence[str]) -> str:
     """A LaTeX math string (without ``$``) for a token list, e.g. for display or rendering.
 
@@ -314,27 +342,15 @@ def _serialize(atoms: list[_Atom]) -> list[str]:
     return [token for atom in atoms for token in atom.tokens()]
 
 
-def _merge_dots(atoms: list[_Atom]) -> list[_Atom]:
-    """``. . .`` -> ``\\ldots`` (same ink). Done on atoms, after wrappers and spacing are gone, so
-    that the result is a fixed point; the last dot's scripts move to the ``\\ldots``."""
-    out: list[_Atom] = []
-    for atom in atoms:
-        if (
-            atom.base == ["."]
-            and len(out) >= 2
-            and all(a.base == ["."] and not a.scripts for a in out[-2:])
-        ):
-            del out[-2:]
-            atom = _Atom(["\\ldots"], atom.scripts, atom.prime_superscript)
-        out.append(atom)
-    return out
-
-
 class _Parser:
     """Recursive descent over lexed tokens, producing canonical atoms."""
 
-    def __init__(self, tokens: list[str], raw: str, source: str | None):
+    def __init__(
+        self, tokens: list[str], raw: str, source: str | None, flatten_groups: bool = False
+    ):
         self.tokens = tokens
+        #: Drop the braces of explicit groups wherever that renders the same (equivalence).
+        self.flatten_groups = flatten_groups
         self.pos = 0
         self.depth = 0
         self.raw = raw
@@ -354,7 +370,7 @@ class _Parser:
         self.enter()
         atoms = self._parse_atoms(closing)
         self.depth -= 1
-        return _merge_dots(atoms)
+        return atoms
 
     def enter(self) -> None:
         """Count one level of nesting (groups and arguments: every path of the recursion)."""
@@ -430,7 +446,12 @@ class _Parser:
         """The item ``token`` starts (already consumed), without scripts: a group, a command with
         its arguments, or a symbol."""
         if token == "{":
-            return [_Atom(["{", *_serialize(self.parse_list(closing="}")), "}"])]
+            group = self.parse_list(closing="}")
+            scripted = self.peek() in ("^", "_", "'")
+            alone = len(group) == 1 and not group[0].scripts
+            if self.flatten_groups and (alone or not scripted):
+                return group  # ``{ x }`` -> ``x``; ``{ a b } ^ { 2 }`` keeps its braces
+            return [_Atom(["{", *_serialize(group), "}"])]
         if token in TWO_ARGUMENTS:
             first = _serialize(self.parse_argument(token))
             second = _serialize(self.parse_argument(token))

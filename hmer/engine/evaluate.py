@@ -36,6 +36,8 @@ class EvalResult:
     metrics: dict[str, float]
     predictions: list[list[str]]
     rows: list[Any] = field(default_factory=list)
+    #: The search's score of each prediction (length-normalized log-probability).
+    scores: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -69,8 +71,9 @@ def decode_samples(
     batch_pixels: int | None = None,
     max_batch: int | None = None,
     progress: bool = False,
-) -> list[list[str]]:
-    """Predicted token lists, in the order of ``samples``; ``method`` is ``"greedy"`` or ``"beam"``.
+) -> list[tuple[list[str], float]]:
+    """(predicted tokens, score) per sample, in the order of ``samples``; ``method`` is
+    ``"greedy"`` or ``"beam"``; the score is the search's length-normalized log-probability.
 
     Under torchrun every rank decodes ``samples[rank::world_size]`` and all ranks get all results.
     """
@@ -91,7 +94,7 @@ def decode_samples(
     limit = max_len or cfg.max_len
     was_training = model.training
     model.eval()
-    local: dict[int, list[str]] = {}
+    local: dict[int, tuple[list[str], float]] = {}
     bar = None
     if progress and distributed.is_main():
         from tqdm.auto import tqdm
@@ -117,14 +120,14 @@ def decode_samples(
                         bidirectional=cfg.bidirectional,
                     )
             for index, hyp in zip(chosen, hyps, strict=True):
-                local[index] = vocab.decode(hyp.tokens)
+                local[index] = (vocab.decode(hyp.tokens), float(hyp.score))
             if bar is not None:
                 bar.update(len(chosen))
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
-    merged: dict[int, list[str]] = {}
+    merged: dict[int, tuple[list[str], float]] = {}
     for part in distributed.all_gather_objects(local):
         merged.update(part)
     return [merged[i] for i in range(len(samples))]
@@ -146,10 +149,10 @@ def evaluate_samples(
     progress: bool = False,
 ) -> EvalResult:
     """Decode ``samples`` and score them against their canonical tokens (ExpRate, <=1, <=2)."""
-    from hmer.metrics import exprate, expression_table
+    from hmer.metrics import equivalence_exprate, exprate, expression_table
 
     start = time.perf_counter()
-    predictions = decode_samples(
+    decoded = decode_samples(
         model,
         samples,
         vocab,
@@ -162,17 +165,24 @@ def evaluate_samples(
         max_batch=max_batch,
         progress=progress,
     )
+    predictions = [tokens for tokens, _ in decoded]
+    scores = [score for _, score in decoded]
     truths = [list(s.tokens) for s in samples]
     metrics = {
         k: int(v) if k == "count" else float(v) for k, v in exprate(predictions, truths).items()
     }
-    rows = expression_table([s.name for s in samples], truths, predictions)
+    metrics["exprate_equiv"] = equivalence_exprate(predictions, truths)
+    published = [s.published for s in samples]
+    if samples and all(p is not None for p in published):
+        metrics["exprate_published"] = float(exprate(predictions, published)["exprate"])
+    rows = expression_table([s.name for s in samples], truths, predictions, scores)
     return EvalResult(
         split=split,
         method=method,
         metrics=metrics,
         predictions=predictions,
         rows=list(rows),
+        scores=scores,
         seconds=time.perf_counter() - start,
     )
 
@@ -226,13 +236,21 @@ def write_results(
 
 
 def format_table(results: Sequence[EvalResult]) -> str:
-    """The familiar table: one row per split, ExpRate / <=1 / <=2 in %."""
-    lines = [f"{'split':<10} {'method':<8} {'count':>6} {'ExpRate':>8} {'<=1':>7} {'<=2':>7}"]
+    """The familiar table: one row per split, ExpRate / <=1 / <=2 in %, then the equivalence
+    ExpRate and, for test sets in the BTTR/CoMER layout, the published-caption ExpRate (the
+    number to compare with papers; "-" where the captions are not given)."""
+    lines = [
+        f"{'split':<10} {'method':<8} {'count':>6} {'ExpRate':>8} {'<=1':>7} {'<=2':>7} "
+        f"{'equiv':>7} {'published':>9}"
+    ]
     for r in results:
         m = r.metrics
+        published = m.get("exprate_published")
         lines.append(
             f"{r.split:<10} {r.method:<8} {int(m.get('count', 0)):>6} "
-            f"{m['exprate']:>8.2f} {m['le1']:>7.2f} {m['le2']:>7.2f}"
+            f"{m['exprate']:>8.2f} {m['le1']:>7.2f} {m['le2']:>7.2f} "
+            f"{m.get('exprate_equiv', float('nan')):>7.2f} "
+            + (f"{published:>9.2f}" if published is not None else f"{'-':>9}")
         )
     return "\n".join(lines)
 
