@@ -7,8 +7,9 @@ JSON, ``{"strokes": [[[x, y], ...], ...], "beam": 10}``: one list of points per 
 page pixels, y pointing down (as InkML). The strokes are drawn by the CROHME ink renderer, the one
 that draws every InkML training sample, then prepared and decoded like any other input, so ink
 from the page reaches the model as training ink did. The answer is ``{"latex", "tokens", "score",
-"svg"}`` (``svg``: the LaTeX rendered by matplotlib mathtext, null when mathtext cannot) or, with
-status 400 / 413, ``{"error": message}`` naming the bad field.
+"svg", "note"}`` (``svg``: the LaTeX rendered by matplotlib mathtext, null when mathtext cannot;
+``note``: a sentence when the score is low for this model, as its card measured, else null) or,
+with status 400 / 413, ``{"error": message}`` naming the bad field.
 
 The server is the standard library's threading HTTP server, bound to 127.0.0.1 unless told
 otherwise; recognitions run one at a time (the model is not shared between threads).
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from hmer.card import LowScore
 from hmer.errors import DataError
 from hmer.recognize import Prediction
 
@@ -93,7 +95,12 @@ def _beam(payload: dict[str, Any], default: int) -> int:
 
 
 def make_server(
-    recognizer: Any, host: str = "127.0.0.1", port: int = 8000, *, beam: int = 10
+    recognizer: Any,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    beam: int = 10,
+    low_score: LowScore | None = None,
 ) -> ThreadingHTTPServer:
     """An HTTP server for the page and ``POST /predict`` (see the module docstring).
 
@@ -101,6 +108,7 @@ def make_server(
         recognizer: a :class:`hmer.recognize.Recognizer` or :class:`hmer.export.OnnxRecognizer`.
         host, port: where to listen (port 0: any free port, see ``server.server_address``).
         beam: the beam width of requests that do not give one.
+        low_score: what a low score means for this model (its card), for the answer's ``note``.
 
     Returns:
         The server, not yet serving: call ``serve_forever()`` (and ``server_close()``).
@@ -119,6 +127,9 @@ def make_server(
             "tokens": found.tokens,
             "score": round(found.score, 6),
             "svg": math_svg(found.latex),
+            "note": low_score.note(found.score)
+            if low_score and low_score.is_low(found.score)
+            else None,
         }
 
     class Handler(BaseHTTPRequestHandler):

@@ -87,6 +87,29 @@ def test_json_lines_parse_and_carry_the_score(checkpoint, folder, capsys):
         assert -1.0 < record["score"] <= 0.0
 
 
+def test_a_model_card_makes_low_scores_said(checkpoint, folder, tmp_path, capsys):
+    """With a card beside the checkpoint, readings below its low-score threshold are said on
+    stderr and flagged in JSON; readings above it are not."""
+    model = tmp_path / "model.pt"
+    model.write_bytes(checkpoint.read_bytes())
+    code, out, _ = _run(capsys, str(folder), "--checkpoint", str(model), "--json")
+    scores = sorted(json.loads(line)["score"] for line in out.splitlines())
+    threshold = (scores[0] + scores[1]) / 2  # only the lowest-scoring reading is below it
+    card = {"threshold": threshold, "exprate": 3.0, "count": 40, "split": "2014", "method": "beam"}
+    (tmp_path / "model.json").write_text(json.dumps({"low_score": card}))
+    code, out, err = _run(capsys, str(folder), "--checkpoint", str(model), "--json")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["low_score"] for r in records] == [r["score"] < threshold for r in records]
+    assert sum(r["low_score"] for r in records) == 1
+    (low,) = [r for r in records if r["low_score"]]
+    assert err.count("low score") == 1 and low["path"] in err and "3% of the time" in err
+    # A card that is not JSON is an error naming it.
+    (tmp_path / "model.json").write_text("{oops")
+    code, _, err = _run(capsys, str(folder), "--checkpoint", str(model))
+    assert code == 2 and "model.json" in err
+
+
 def test_show_and_attention_write_pictures(checkpoint, folder, tmp_path, capsys):
     show, attention = tmp_path / "out" / "show.png", tmp_path / "out" / "attention.png"
     image = str(folder / "a.png")

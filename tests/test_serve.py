@@ -69,6 +69,28 @@ def test_written_strokes_are_read_as_latex(url):
     assert answer["svg"].lstrip().startswith("<?xml") and "<svg" in answer["svg"]
 
 
+def test_a_low_score_comes_with_a_note_for_the_page(recognizer):
+    from hmer.card import LowScore
+
+    strokes = json.dumps({"strokes": _strokes(LABELS[0])}).encode()
+    for threshold, noted in ((0.5, True), (-50.0, False)):
+        low = LowScore(threshold, exprate=2.0, count=100, split="2014", method="beam")
+        server = make_server(recognizer, "127.0.0.1", 0, beam=3, low_score=low)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            host, port = server.server_address[:2]
+            status, answer = _post(f"http://{host}:{port}", strokes)
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert status == 200
+        if noted:
+            assert "low score" in answer["note"] and "2% of the time" in answer["note"]
+        else:
+            assert answer["note"] is None
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [

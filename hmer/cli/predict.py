@@ -4,7 +4,9 @@
 output. Output: one line per image, in argument order (a folder's images sorted by name). With one
 image the line is its LaTeX; with several it is PATH<TAB>LATEX. With --json, one JSON object
 per line instead (JSON Lines): {"path": ..., "latex": ..., "tokens": [...], "score": ...}, the
-score being the length-normalized log-probability (0 = certain). A file that cannot be read is
+score being the length-normalized log-probability (0 = certain). When the model has a card
+(``hmer.card``; the shipped model does), a reading whose score is low for that model is said
+on stderr, and JSON records get ``"low_score": true|false``. A file that cannot be read is
 reported on stderr, naming it; the others are still read, and the exit code is then 1.
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hmer.card import read_low_score
 from hmer.errors import HmerError
 
 #: Files a folder argument expands to (the readers of hmer.data.preprocess.load_image).
@@ -159,6 +162,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if not paths:
         return 1
     recognizer = load_recognizer(args, engine)
+    low = read_low_score(model_file(args))
     show = output_paths(args.show, paths) if args.show else [None] * len(paths)
     attention = output_paths(args.attention, paths) if args.attention else [None] * len(paths)
     failed = bool(errors)
@@ -183,11 +187,25 @@ def run_predict(args: argparse.Namespace) -> int:
                     "tokens": prediction.tokens,
                     "score": round(prediction.score, 6),
                 }
+                if low is not None:
+                    record["low_score"] = low.is_low(prediction.score)
                 print(json.dumps(record, ensure_ascii=False), flush=True)
             else:
                 print(f"{path}\t{prediction.latex}" if prefix else prediction.latex, flush=True)
+            if low is not None and low.is_low(prediction.score):
+                print(f"hmer: note: {path}: {low.note(prediction.score)}", file=sys.stderr)
             _draw(recognizer, path, source, image, prediction, show_path, attention_path)
     return 1 if failed else 0
+
+
+def model_file(args: argparse.Namespace) -> Path | None:
+    """The checkpoint that ``args`` read with (its card says what its scores mean): the
+    ``--checkpoint``, else the shipped model; None for an ``--onnx`` folder."""
+    from hmer.recognize import default_model_path
+
+    if args.checkpoint is not None:
+        return args.checkpoint
+    return None if args.onnx is not None else default_model_path()
 
 
 def _read_stdin() -> Any:

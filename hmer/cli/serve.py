@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hmer.cli.predict import add_model_arguments, choose_engine, load_recognizer
+from hmer.card import read_low_score
+from hmer.cli.predict import add_model_arguments, choose_engine, load_recognizer, model_file
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from hmer.serve import make_server
 
     recognizer = load_recognizer(args, choose_engine(args))
-    server = make_server(recognizer, args.host, args.port, beam=args.beam)
+    low_score = read_low_score(model_file(args))
+    server = make_server(recognizer, args.host, args.port, beam=args.beam, low_score=low_score)
     host, port = server.server_address[:2]
     print(f"hmer serve: open http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
