@@ -91,8 +91,11 @@ class TrainConfig:
     precision: str = "bf16"
     channels_last: bool = False
     compile: bool = False
-    #: cuDNN autotuning per input shape: pays off when shapes repeat (see data.pad_multiple).
+    #: cuDNN autotuning per input shape: pays off when shapes repeat (data.static_shapes).
     cudnn_benchmark: bool = False
+    #: With data.static_shapes: one forward + backward per batch shape before training, so that
+    #: autotuning / compilation happens outside the training time (weights and RNGs untouched).
+    warm_canvases: bool = True
     #: ``"adamw"`` (fused on CUDA) or ``"adadelta"`` (BTTR's choice).
     optimizer: str = "adamw"
     lr: float = 1e-3

@@ -447,3 +447,14 @@ def test_static_shapes_train_on_a_few_fixed_batch_shapes(tiny_data, tmp_path):
             assert (b, h, w, batch.tokens.shape[1]) in allowed
             assert b * h * w <= max(cfg.train.batch_pixels, h * w)
     assert train(cfg, tmp_path / "run").status == "finished"
+    phases = read_records(tmp_path / "run", "end")[-1]["phases_s"]
+    assert phases["warmup"] > 0  # every shape warmed once, before training
+    # Warming leaves no trace: the same run without it ends on bit-identical weights.
+    cold = tiny_config(
+        tiny_data, *overrides, "train.epochs=2", "train.val_every=0", "train.warm_canvases=false"
+    )
+    assert train(cold, tmp_path / "cold").status == "finished"
+    runs = (tmp_path / "run", tmp_path / "cold")
+    digests = [read_records(run, "end")[-1]["weights_sha256"] for run in runs]
+    assert digests[0] == digests[1]
+    assert "warmup" not in read_records(tmp_path / "cold", "end")[-1]["phases_s"]

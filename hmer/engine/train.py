@@ -380,6 +380,7 @@ def train(
     """
     run = _Run(cfg, Path(run_dir), resume, time.monotonic() if started is None else started)
     try:
+        run.warm_canvases()
         signum = run.fit(stop_after_steps)
         if signum is not None:
             run.save_last()
@@ -672,6 +673,44 @@ class _Run:
                 vocab=self.vocab_dict,
                 meta={"step": self.step, "epoch": self.epoch, "val": m},
             )
+
+    def warm_canvases(self) -> None:
+        """One forward + backward pass per static batch shape, before the training clock, so
+        that cuDNN autotuning (and compilation) happen here once per shape, not in the budget.
+
+        Leaves no trace: gradients are dropped, buffers (BatchNorm statistics) restored and the
+        random streams forked, so a warmed run trains exactly as an unwarmed one would.
+        """
+        sampler = self.data.batches.sampler
+        if sampler.canvases is None or not self.cfg.train.warm_canvases:
+            return
+        with self.timed("warmup"):
+            buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                self.train_model.train()
+                for count, height, width, length in sampler.shapes():
+                    images = torch.zeros(count, 1, height, width, device=self.device)
+                    mask = torch.zeros(count, height, width, dtype=torch.bool, device=self.device)
+                    tokens = torch.full((count, length), self.vocab.unk_id, device=self.device)
+                    lengths = torch.full((count,), length, device=self.device)
+                    with autocast(self.device, self.cfg.train.precision):
+                        out = self.train_model(
+                            images.contiguous(memory_format=self.memory_format),
+                            mask,
+                            tokens,
+                            lengths,
+                        )
+                    out["loss"].backward()
+                self.model.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for name, buffer in self.model.named_buffers():
+                    buffer.copy_(buffers[name])
+            _sync(self.device)
+        _say(
+            f"warmed {len(sampler.shapes())} batch shapes in {self.phases['warmup']:.1f}s "
+            "(before the training clock)"
+        )
 
     def fit(self, stop_after_steps: int | None = None) -> int | None:
         """Train to the planned step (or deadline). Returns the signal number that stopped it
