@@ -91,6 +91,8 @@ class TrainConfig:
     precision: str = "bf16"
     channels_last: bool = False
     compile: bool = False
+    #: ``torch.compile`` mode: ``"default"``, or ``"reduce-overhead"`` (CUDA graphs).
+    compile_mode: str = "default"
     #: cuDNN autotuning per input shape: pays off when shapes repeat (data.static_shapes).
     cudnn_benchmark: bool = False
     #: With data.static_shapes: one forward + backward per batch shape before training, so that

@@ -17,9 +17,11 @@
 #            formulas/s and ms/formula of batched beam-10 decoding) -> OUT_DIR/bench_decode.txt.
 # KEY=VALUE  config overrides passed to train.py.
 #
+# First, benchmarks/gpu_probe.py times eager / autotuned / compiled / CUDA-graph steps on the
+# run's batch shapes (probe.json, probe.log) and the run takes the fastest that works.
 # OUT_DIR receives small files only (each well under 16 MB): model.pt (fp16 weights, config,
-# vocabulary), results.json, metrics.jsonl, train.log, curves.png, predictions.tar.gz,
-# config.yaml, speedrun.log (and bench_decode.txt). The full run directory (checkpoints with optimizer state) is
+# vocabulary), probe.json, results.json, metrics.jsonl, train.log, curves.png,
+# predictions.tar.gz, config.yaml, speedrun.log (and bench_decode.txt). The full run directory (checkpoints with optimizer state) is
 # OUT_DIR/run unless --run-dir says otherwise. A failed or killed training still has its
 # last or best checkpoint exported.
 set -uo pipefail
@@ -79,6 +81,24 @@ if [ "$smoke" = 1 ]; then
              model.nhead=4 model.num_decoder_layers=1 model.dim_feedforward=128
              "${overrides[@]}")
   budget=${SMOKE_BUDGET:-150s}
+fi
+
+# The probe (benchmarks/gpu_probe.py, <= PROBE_BUDGET s) times each way of running the step on
+# the run's own batch shapes; training takes the fastest that works. Renders are cached for both.
+overrides+=("data.cache_dir=${RENDER_CACHE:-/tmp/hmer-render-cache}")
+probe_args=(--out "$out/probe.json" --budget "${PROBE_BUDGET:-90}")
+[ "$smoke" = 1 ] && probe_args+=(--steps 2 --shapes 2)
+log "probe: benchmarks/gpu_probe.py ${probe_args[*]}"
+"$PY" benchmarks/gpu_probe.py configs/crohme_h200.yaml "${overrides[@]}" "${probe_args[@]}" \
+  2>&1 | tee "$out/probe.log"
+if [ -f "$out/probe.json" ]; then
+  mapfile -t chosen < <("$PY" -c 'import json, sys
+choice = json.load(open(sys.argv[1]))["choice"]
+print("\n".join(choice["overrides"] if choice else []))' "$out/probe.json")
+  log "probe chose: ${chosen[*]:-nothing (every variant failed): the config as it is}"
+  overrides+=("${chosen[@]}")
+else
+  log "probe wrote nothing: training with the config as it is"
 fi
 
 log "training configs/crohme_h200.yaml for $budget ${overrides[*]}"

@@ -492,7 +492,11 @@ class _Run:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         if cfg.train.compile:
-            self.train_model = torch.compile(self.train_model, dynamic=True)
+            self.train_model = torch.compile(
+                self.train_model,
+                mode=cfg.train.compile_mode,
+                dynamic=not cfg.data.static_shapes,  # static canvases: one graph per shape
+            )
 
         self.budget_s = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
         if self.budget_s is not None and self.plan.how == "time_budget":
