@@ -64,6 +64,9 @@ class DataConfig:
     #: ``train.batch_pixels`` and tokens padded to a multiple of ``length_step``
     #: (hmer.data.batching.Canvases): a few dozen shapes instead of a new one every step.
     static_shapes: bool = False
+    #: Keep the training images on the device and gather + augment them there each step
+    #: (hmer.engine.device_data; needs static_shapes): no loader workers, no per-step copies.
+    on_device: bool = False
     canvas_height_step: int = 32
     canvas_width_step: int = 64
     length_step: int = 16

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from hmer.config import Config
     from hmer.data.datasets import Sample
     from hmer.data.vocab import Vocab
+    from hmer.engine.device_data import DeviceData
 
 
 # ----------------------------------------------------------------------------- schedule, EMA
@@ -444,6 +445,22 @@ class _Run:
                 vocab=vocab,
             )
         self.vocab = self.data.vocab
+        #: The training set resident on the device (data.on_device), else None: the DataLoader.
+        self.device_data = None
+        if cfg.data.on_device:
+            from hmer.engine.device_data import DeviceData
+
+            if not cfg.data.static_shapes:
+                raise HmerError("data.on_device needs data.static_shapes=true")
+            with self.timed("data"):
+                self.device_data = DeviceData(
+                    self.data.train,
+                    self.data.batches.sampler,
+                    self.device,
+                    cfg.augment if cfg.data.augment else None,
+                    cfg.train.seed,
+                    self.vocab.pad_id,
+                )
         longest = max((len(ids) for ids in self.data.train.ids), default=0)
         #: Greedy validation never runs past this (an untrained model rarely stops by itself).
         self.val_max_len = min(cfg.decode.max_len, longest + VAL_LEN_MARGIN)
@@ -772,9 +789,15 @@ class _Run:
             try:
                 while timed or self.step < self.plan.total_steps:
                     self.data.batches.set_epoch(self.epoch, skip=self.batches_done)
-                    for batch in _device_batches(
-                        self.data.loader, self.device, self.memory_format, window
-                    ):
+                    if self.device_data is not None:
+                        batches = _resident_batches(
+                            self.device_data, self.epoch, self.memory_format
+                        )
+                    else:
+                        batches = _device_batches(
+                            self.data.loader, self.device, self.memory_format, window
+                        )
+                    for batch in batches:
                         self._train_step(batch, window)
                         local_steps += 1
                         if progress is not None:
@@ -1118,6 +1141,16 @@ def _device_batches(
         if batch is None:
             return
         batch = batch.to(device, non_blocking=True)
+        if memory_format is torch.channels_last:
+            batch.images = batch.images.contiguous(memory_format=memory_format)
+        yield batch
+
+
+def _resident_batches(
+    data: DeviceData, epoch: int, memory_format: torch.memory_format
+) -> Iterator[Any]:
+    """``data``'s batches of ``epoch`` (already on the device), images in ``memory_format``."""
+    for batch in data.epoch(epoch):
         if memory_format is torch.channels_last:
             batch.images = batch.images.contiguous(memory_format=memory_format)
         yield batch
