@@ -14,7 +14,7 @@ compares free bucketing on the same augmented images; its last line is::
 ``train.batch_pixels``).
 
     .venv/bin/python benchmarks/bench_batching.py [--workers N] [--cache-dir DIR] [--epochs 2]
-        [--limit N]
+        [--limit N] [KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def speed_run_batches(args: argparse.Namespace) -> None:
     from hmer.data.vocab import Vocab
     from hmer.engine.data import SampleDataset
 
-    cfg = load_config(ROOT / "configs" / "crohme_h200.yaml")
+    cfg = load_config(ROOT / "configs" / "crohme_h200.yaml", args.overrides)
     source, split = crohme_split("train")
     samples, _ = load_samples(
         source,
@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", help="reuse preprocessed images between runs")
     parser.add_argument("--epochs", type=int, help="then batch this many augmented epochs")
     parser.add_argument("--limit", type=int, help="only the first N samples (with --epochs)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     args = parser.parse_args()
     if args.epochs:
         speed_run_batches(args)

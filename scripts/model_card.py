@@ -152,7 +152,12 @@ def main() -> int:
     parser.add_argument("--name", default="hmer CPU starter model")
     parser.add_argument("--summary", default="")
     parser.add_argument("--notes", default="")
-    parser.add_argument("--data", default="CROHME 2014 training set (InkML, 8,835 expressions)")
+    parser.add_argument(
+        "--data",
+        default="the official CROHME training set (InkML, 8,835 expressions by hundreds of "
+        "writers), less the whole formulas held out for validation",
+    )
+    parser.add_argument("--commit", help="the code that trained it (default: HEAD)")
     parser.add_argument("--config", default="configs/cpu.yaml")
     args = parser.parse_args()
 
@@ -180,7 +185,7 @@ def main() -> int:
         "weights": str(args.weights),
         "weights_bytes": len(data),
         "weights_sha256": hashlib.sha256(data).hexdigest(),
-        "commit": commit(),
+        "commit": args.commit or commit(),
         "data": args.data,
         "config": args.config,
         "command": args.command,

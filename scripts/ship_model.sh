@@ -4,7 +4,7 @@
 #   2. hmer evaluate on CROHME 2014 / 2016 / 2019 with beam search and greedy, from that file,
 #   3. the model card beside it (hmer/assets/model.json for hmer predict / serve, MODEL_CARD.md).
 #
-#   scripts/ship_model.sh RUN_DIR "TRAINING COMMAND" "MACHINE" [NAME] [NOTES]
+#   scripts/ship_model.sh RUN_DIR "TRAINING COMMAND" "MACHINE" [NAME] [NOTES] [SUMMARY] [COMMIT]
 #
 # The evaluations land in RUN_DIR/eval-beam and RUN_DIR/eval-greedy.
 set -euo pipefail
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 run=$1 command=$2 machine=$3
 name=${4:-hmer CPU starter model}
 notes=${5:-}
+summary=${6:-}
+code=${7:-$(git rev-parse HEAD)}
 py=${PY:-.venv/bin/python}
 weights=hmer/assets/model.pt
 
@@ -23,4 +25,5 @@ for method in beam greedy; do
 done
 "$py" scripts/model_card.py "$weights" --run "$run" \
   --beam-results "$run/eval-beam" --greedy-results "$run/eval-greedy" \
-  --command "$command" --machine "$machine" --name "$name" --notes "$notes"
+  --command "$command" --machine "$machine" --name "$name" --notes "$notes" \
+  --summary "$summary" --commit "$code"

@@ -52,10 +52,19 @@ def drawings():
 # --- coverage ------------------------------------------------------------------------------------
 
 
+#: In the vocabulary without ink of its own: ``\limits`` (kept as the CROHME truth writes it)
+#: only says where the limits of ``\int`` go. The generator does not write it; training formulas
+#: holding it are left out of recombination (``recombine`` keeps drawable formulas only).
+NOT_DRAWN = {"\\limits"}
+
+
 def test_every_crohme_symbol_can_be_drawn():
-    symbols = [t for t in Vocab.crohme().tokens if t not in SPECIAL and t not in STRUCTURAL]
+    symbols = [
+        t for t in Vocab.crohme().tokens if t not in SPECIAL | STRUCTURAL and t not in NOT_DRAWN
+    ]
     missing = [t for t in symbols if not can_draw(t)]
     assert not missing
+    assert not any(can_draw(t) for t in NOT_DRAWN)
     for token in symbols:
         if token not in {"\\frac", "\\sqrt"} | FUNCTIONS:  # those are drawn by rule, sign, word
             assert outline(token) and all(len(s) >= 2 for s in outline(token)), token

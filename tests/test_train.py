@@ -220,6 +220,10 @@ def test_tiny_run_writes_config_metrics_checkpoints_results_and_plot(tiny_run):
     # The share of wall time spent waiting for the input pipeline: what tells a slow GPU run
     # whether data loading is the limit.
     assert all(0.0 <= r["data_wait_share"] <= 1.0 for r in train_records)
+    # Distinct batch shapes so far (what cuDNN plans for) only grow; no GPU, no memory figure.
+    shapes = [r["distinct_shapes"] for r in train_records]
+    assert shapes == sorted(shapes) and shapes[0] >= 1
+    assert all(r["peak_memory_mb"] is None for r in train_records)
     end = read_records(run, "end")[-1]
     assert [r["step"] for r in read_records(run, "val")][-1] == end["step"]  # validated at the end
     assert [r["split"] for r in read_records(run, "test")] == ["test"]  # tested once, at the end

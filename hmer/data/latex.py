@@ -26,6 +26,7 @@ unbraced (``\\frac 1 x``) or mis-brace it (``2 ^ { \\frac } { p } { p + 1 }``,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -234,14 +235,18 @@ def equivalence_form(tokens: Sequence[str]) -> list[str]:
     :func:`normalize_latex` unifies (aliases, spacing, sizing). Sequences that do not parse
     (a decoder's unbalanced output) are compared as they are, less ``\\limits`` and dots.
     """
-    try:
+    # Dots merge before parsing (so ``{ . . . }`` is one symbol in braces, like ``{ \\ldots }``)
+    # and again after (flattened braces can bring three dots together).
+    tokens = _merge_dots([t for t in tokens if t != "\\limits"])
+    with contextlib.suppress(LatexError):  # unparseable: compared as it is
         tokens = _Parser(_lex(" ".join(tokens), None), "", None, flatten_groups=True).parse()
-    except LatexError:
-        tokens = list(tokens)
+    return _merge_dots(tokens)
+
+
+def _merge_dots(tokens: Sequence[str]) -> list[str]:
+    """Every run of three ``.`` tokens -> ``\\ldots``."""
     out: list[str] = []
     for token in tokens:
-        if token == "\\limits":
-            continue
         out.append(token)
         if out[-3:] == [".", ".", "."]:
             out[-3:] = ["\\ldots"]

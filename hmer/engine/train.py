@@ -860,7 +860,7 @@ class _Run:
         if self.ema is not None:
             self.ema.update(self.model)
         n = int(batch.images.shape[0])  # shape metadata: no sync
-        window.add(out["loss"].detach(), n)
+        window.add(out["loss"].detach(), n, (*batch.images.shape, batch.tokens.shape[1]))
         self.samples_seen += n
         self.step += 1
         self.batches_done += 1
@@ -898,6 +898,13 @@ class _Run:
                 "samples": reduced["samples"],
                 "samples_per_s": rate,
                 "data_wait_share": window.data_wait_s / max(1e-9, now - window.start),
+                "distinct_shapes": len(window.shapes),
+                # The allocator's own counter: a host-side read, no device sync.
+                "peak_memory_mb": (
+                    torch.cuda.max_memory_allocated(self.device) / 2**20
+                    if self.device.type == "cuda"
+                    else None
+                ),
                 "elapsed_s": self.elapsed(),
             }
         )
@@ -1103,16 +1110,20 @@ class _StepTimer:
 
 class _Window:
     """Loss (summed on the device), sample count and host time spent waiting for the data
-    loader since the last log line (a high wait share means the input pipeline is the limit)."""
+    loader since the last log line (a high wait share means the input pipeline is the limit),
+    and the distinct ``(B, H, W, L)`` batch shapes of the run so far (each new one costs cuDNN
+    a new plan)."""
 
     def __init__(self, device: torch.device):
         self.loss = torch.zeros((), device=device)
+        self.shapes: set[tuple[int, ...]] = set()
         self.reset(time.monotonic())
 
-    def add(self, loss: torch.Tensor, samples: int) -> None:
+    def add(self, loss: torch.Tensor, samples: int, shape: tuple[int, ...]) -> None:
         self.loss += loss.float()
         self.samples += samples
         self.steps += 1
+        self.shapes.add(shape)  # kept across windows: distinct batch shapes so far
 
     def reset(self, now: float) -> None:
         self.loss.zero_()
