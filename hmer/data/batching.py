@@ -30,7 +30,7 @@ class Canvases:
     An image of ``(h, w)`` goes on the canvas ``(H, W)``: ``h`` and ``w`` rounded up to multiples
     of ``height_step`` / ``width_step``. A canvas holds ``min(max_batch, max_pixels // (H * W))``
     images (at least one), so every batch fills, and never exceeds, the pixel cap. ``L``, the
-    padded token length, is a multiple of ``length_step`` (fixed per canvas by the dataset).
+    padded token length, is a multiple of ``length_step`` (fixed per canvas by the sampler).
     """
 
     max_pixels: int
@@ -192,6 +192,11 @@ class BucketBatchSampler(Sampler[list[int]]):
                 for j in members
             ]
             self.lengths[canvas] = canvases.length(max(contained))
+
+    def canvas_groups(self) -> dict[tuple[int, int], list[int]]:
+        """Each canvas in use -> the indices whose images it holds (their home canvas)."""
+        assert self.canvases is not None, "canvas_groups() needs canvases"
+        return self._groups
 
     def shapes(self) -> list[tuple[int, int, int, int]]:
         """Every ``(B, H, W, L)`` a static epoch can yield (one per canvas in use)."""

@@ -39,20 +39,17 @@ class DeviceData:
         seed: int,
         pad_id: int,
     ):
-        canvases = sampler.canvases
-        if canvases is None:
+        if sampler.canvases is None:
             raise ValueError("DeviceData needs a sampler with static canvases")
         self.sampler, self.device, self.augment, self.seed = sampler, device, augment, seed
         self.names = [s.name for s in dataset.samples]
-        sizes = dataset.sizes()
-        self.sizes = torch.tensor(sizes, dtype=torch.long, device=device)
+        self.sizes = torch.tensor(dataset.sizes(), dtype=torch.long, device=device)
+        members = sampler.canvas_groups()
         #: index -> (home canvas, row in that canvas's tensor)
-        self.home: list[tuple[tuple[int, int], int]] = []
-        members: dict[tuple[int, int], list[int]] = {}
-        for index, (h, w) in enumerate(sizes):
-            canvas = canvases.canvas(h, w)
-            self.home.append((canvas, len(members.setdefault(canvas, []))))
-            members[canvas].append(index)
+        self.home: list[tuple[tuple[int, int], int]] = [((0, 0), 0)] * len(dataset)
+        for canvas, indices in members.items():
+            for row, index in enumerate(indices):
+                self.home[index] = (canvas, row)
         self.images: dict[tuple[int, int], torch.Tensor] = {}
         for (height, width), indices in members.items():
             stack = np.zeros((len(indices), height, width), np.uint8)
