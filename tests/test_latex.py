@@ -320,7 +320,7 @@ def _unbrace_single_arguments(tokens: list[str]) -> list[str]:
             opens_argument
             and out[i] == "{"
             and out[i + 2] == "}"
-            and out[i + 1] not in ("{", "}")
+            and out[i + 1] not in ("{", "}", "[", "]")  # "\\sqrt [" would open an index
             and not out[i + 1].startswith("\\")
         ):
             del out[i + 2], out[i]
