@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def _random_checkpoint(path: Path) -> Path:
     import torch
 
+    from hmer.checkpoint import save_checkpoint
     from hmer.config import Config, config_to_dict
     from hmer.data.vocab import Vocab
-    from hmer.engine.checkpoint import save_checkpoint
-    from hmer.engine.train import build_model
+    from hmer.engine.build import build_model
 
     torch.manual_seed(0)
     config, vocab = Config(), Vocab.crohme()

@@ -10,15 +10,16 @@ expressions rendered at the 32 px symbol scale when the data is there (``hmer.pa
 synthetic token strings drawn as text. Then the same expressions are decoded:
 
 - ``greedy``: batched greedy, cached;
-- ``beam cached``: beam 10, both directions + rescoring (``hmer.decode.beam_search``);
+- ``beam cached``: beam 10, both directions + rescoring (:func:`hmer.search.beam_search` run by
+  :class:`hmer.search.torch_backend.TorchNetwork`);
 - ``beam recompute``: the same search recomputing the whole prefix at every step
   (``use_cache=False``), our strongest baseline: an image's hypotheses still share its memory's
   keys/values, and ended hypotheses are dropped;
 - ``beam bttr``: prefix recomputation as BTTR's beam search does it, the image memory repeated
   for every hypothesis (so its keys/values are projected again per hypothesis and per step).
 
-All beam rows return the best hypothesis (``beam_search_from_memory``), so they share the
-rescoring, which skips hypotheses that cannot win.
+All beam rows return the best hypothesis (``beam_search``), so they share the rescoring, which
+skips hypotheses that cannot win.
 
 Decode rows start from the encoder's memory; the encoder's own time per formula is printed apart
 (end-to-end = both). Times are CPU seconds of the process on CPU (``--threads 1`` by default, so
@@ -30,16 +31,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from unittest import mock
 
 import numpy as np
 import torch
 
-import hmer.decode
 from hmer.data.vocab import Vocab
-from hmer.decode import beam_search, beam_search_from_memory, greedy_from_memory
 from hmer.metrics import exprate
 from hmer.model import HmerModel, ModelConfig
+from hmer.search import beam as search
+from hmer.search.torch_backend import (
+    RecomputedSteps,
+    TorchMemory,
+    TorchNetwork,
+    beam_search,
+    greedy,
+)
 
 N_EXPRESSIONS = 16
 MAX_LEN = 120
@@ -111,7 +117,7 @@ def _train(model, images, ids, device, steps: int) -> tuple[int, float]:
         if step % 25 == 0:
             model.eval()
             with torch.no_grad():
-                found = greedy_from_memory(model, *model.encode(batch, mask), max_len=MAX_LEN)
+                found = greedy(model, batch, mask, max_len=MAX_LEN)
             if exprate([h.tokens for h in found], ids)["exprate"] == 100.0:
                 break
     model.eval()
@@ -149,41 +155,41 @@ def _print_lengths(what: str, sequences: list[list]) -> None:
     print(f"{what} lengths: mean {np.mean(lengths):.1f}, min {min(lengths)}, max {max(lengths)}")
 
 
-class _BttrStepper(hmer.decode._Stepper):
+class _BttrSteps(RecomputedSteps):
     """Prefix recomputation with the image memory repeated per hypothesis, as in BTTR."""
 
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        new = tokens[:, None]
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        new = torch.from_numpy(tokens).to(self.memory.memory.device)[:, None]
         self.prefix = new if self.prefix is None else torch.cat((self.prefix, new), dim=1)
-        per_image = len(tokens) // len(self.memory)
-        memory = self.memory.repeat_interleave(per_image, 0)
-        memory_mask = self.memory_mask.repeat_interleave(per_image, 0)
+        per_image = len(tokens) // len(self.memory.memory)
+        memory, memory_mask = (x.repeat_interleave(per_image, 0) for x in self.memory)
         logits = self.model.decoder(self.prefix, memory, memory_mask)[:, -1]
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
 
 
-#: Decoders timed: (label, greedy?, use_cache, BTTR-style recomputation?).
-DECODERS = {
-    "greedy": (True, True, False),
-    "beam cached": (False, True, False),
-    "beam recompute": (False, False, False),
-    "beam bttr": (False, False, True),
-}
+class _BttrNetwork(TorchNetwork):
+    def start(self, memory: TorchMemory) -> _BttrSteps:
+        return _BttrSteps(self.model, memory)
 
 
-def _decode(model, memories, label: str, beam: int) -> list:
+def _networks(model: HmerModel) -> dict[str, TorchNetwork]:
+    """The network each decoder row runs."""
+    return {
+        "greedy": TorchNetwork(model),
+        "beam cached": TorchNetwork(model),
+        "beam recompute": TorchNetwork(model, use_cache=False),
+        "beam bttr": _BttrNetwork(model),
+    }
+
+
+def _decode(network: TorchNetwork, memories: list[TorchMemory], label: str, beam: int) -> list:
     """Best hypothesis per formula over all batches: greedy, or bidirectional beam search."""
-    greedy, use_cache, bttr = DECODERS[label]
     found = []
-    stepper = _BttrStepper if bttr else hmer.decode._Stepper
-    with mock.patch.object(hmer.decode, "_Stepper", stepper):
-        for memory, memory_mask in memories:
-            if greedy:
-                found += greedy_from_memory(model, memory, memory_mask, max_len=MAX_LEN)
-            else:
-                found += beam_search_from_memory(
-                    model, memory, memory_mask, beam=beam, max_len=MAX_LEN, use_cache=use_cache
-                )
+    for memory in memories:
+        if label == "greedy":
+            found += search.greedy(network, memory, max_len=MAX_LEN)
+        else:
+            found += search.beam_search(network, memory, beam=beam, max_len=MAX_LEN)
     return found
 
 
@@ -193,12 +199,13 @@ def _report(model, images, ids, batch_size: int, args, device: torch.device) -> 
     order = [i % len(images) for i in range(max(batch_size, len(images)))]
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     inputs = [_batch([images[i] for i in chunk], device) for chunk in chunks]
-    memories = [model.encode(*x) for x in inputs]
+    memories = [TorchMemory(*model.encode(*x)) for x in inputs]
+    networks = _networks(model)
     truths = [ids[i] for i in order]
     n = len(order)
     labels = ["greedy", "beam cached"]
     labels += [] if args.no_recompute else ["beam recompute", "beam bttr"]
-    fns = {label: lambda x=label: _decode(model, memories, x, args.beam) for label in labels}
+    fns = {label: lambda x=label: _decode(networks[x], memories, x, args.beam) for label in labels}
     fns["(encoder)"] = lambda: [model.encode(*x) for x in inputs]
     found, times = _timed(fns, device, args.repeats)
     for label in fns:

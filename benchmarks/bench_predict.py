@@ -6,8 +6,8 @@
 Per image: read the PNG file, preprocess it (:func:`hmer.data.preprocess.preprocess`), encode
 and run beam search (beam 10, both directions + rescoring), batch 1, for
 
-- PyTorch: :class:`hmer.recognize.Recognizer` (eager, fp32), on ``--threads`` threads;
-- onnxruntime: :class:`hmer.export.OnnxRecognizer` on the model's ONNX export, with its
+- PyTorch: :class:`hmer.runtime.recognize.Recognizer` (eager, fp32), on ``--threads`` threads;
+- onnxruntime: :class:`hmer.runtime.onnx.OnnxRecognizer` on the model's ONNX export, with its
   defaults: the encoder on ``--threads`` threads, the decoder step on one
   (``--decoder-threads``). This is what ``hmer predict`` runs on a CPU when onnxruntime is
   installed (``--engine auto``).
@@ -42,7 +42,8 @@ import torch
 
 from hmer.config import Config
 from hmer.data.vocab import Vocab
-from hmer.recognize import Recognizer, default_model_path
+from hmer.paths import default_model_path
+from hmer.runtime.recognize import Recognizer
 
 #: Steps a beam search runs past the length of the formula it reads (length-cap emulation).
 EXTRA_STEPS = 4
@@ -161,7 +162,7 @@ def main() -> None:
         recognizer = Recognizer.from_checkpoint(checkpoint, "cpu")
         model_note = f"checkpoint {checkpoint}"
     else:
-        from hmer.engine.train import build_model
+        from hmer.engine.build import build_model
 
         torch.manual_seed(0)
         config, vocab = Config(), Vocab.crohme()
@@ -199,7 +200,8 @@ def main() -> None:
         _report("pytorch", wall, cpu, found)
         if args.no_onnx:
             return
-        from hmer.export import OnnxRecognizer, export_onnx
+        from hmer.runtime.export import export_onnx
+        from hmer.runtime.onnx import OnnxRecognizer
 
         export_onnx(recognizer.model, recognizer.vocab, recognizer.config, Path(tmp) / "onnx")
         onnx = OnnxRecognizer(
@@ -207,7 +209,7 @@ def main() -> None:
         )
 
         def onnx_predict(i: int) -> object:
-            onnx.max_len = max_lens[i]
+            onnx.decode.max_len = max_lens[i]
             return onnx.predict(paths[i], beam=args.beam)
 
         wall, cpu, onnx_found = _timed(onnx_predict, len(paths))

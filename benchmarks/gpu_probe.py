@@ -89,9 +89,10 @@ class Clock:
 def probe_variant(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Time one variant; the returned record holds its figures or its error."""
     from hmer.config import load_config
+    from hmer.engine.build import build_model, build_optimizer
     from hmer.engine.data import build_data
+    from hmer.engine.ema import Ema
     from hmer.engine.evaluate import autocast
-    from hmer.engine.train import Ema, build_model, build_optimizer
 
     cfg = load_config(args.config, [*args.overrides, "data.static_shapes=true", *overrides])
     device = torch.device(cfg.train.device if cfg.train.device != "auto" else "cuda")
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(working, key=lambda r: r["samples_per_s"]) if working else None
     choice = {"name": best["name"], "overrides": best["overrides"]} if best else None
     summary = {"versions": info, "variants": records, "choice": choice}
-    from hmer.engine.checkpoint import atomic_write_text
+    from hmer.io import atomic_write_text
 
     atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
     print(

@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 
 #: Public name -> module that defines it.
 _EXPORTS = {
-    "Recognizer": "hmer.recognize",
-    "Prediction": "hmer.recognize",
-    "OnnxRecognizer": "hmer.export",
-    "export_onnx": "hmer.export",
+    "Recognizer": "hmer.runtime.recognize",
+    "Prediction": "hmer.runtime.reading",
+    "OnnxRecognizer": "hmer.runtime.onnx",
+    "export_onnx": "hmer.runtime.export",
     "HmerError": "hmer.errors",
     "sincos_1d": "hmer.model.pos_enc",
     "sincos_2d": "hmer.model.pos_enc",
@@ -48,7 +48,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     from hmer.errors import HmerError
-    from hmer.export import OnnxRecognizer, export_onnx
     from hmer.model.pos_enc import (
         PositionEncoding1D,
         PositionEncoding2D,
@@ -58,7 +57,10 @@ if TYPE_CHECKING:
         sincos_1d,
         sincos_2d,
     )
-    from hmer.recognize import Prediction, Recognizer
+    from hmer.runtime.export import export_onnx
+    from hmer.runtime.onnx import OnnxRecognizer
+    from hmer.runtime.reading import Prediction
+    from hmer.runtime.recognize import Recognizer
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,13 @@
 """One typed configuration for a run: YAML file + dotted command-line overrides, via omegaconf.
 
 ``Config`` composes the dataclasses owned by each part of the code (rendering, preprocessing,
-augmentation, model) with the engine's own (data, train, decode). Every key is checked against
-those dataclasses: an unknown key or a value of the wrong type is a ``ConfigError`` naming it.
+augmentation) with the model's and the engine's (model, data, train, decode), which live here.
+Every key is checked against those dataclasses: an unknown key or a value of the wrong type is a
+``ConfigError`` naming it.
+
+This module imports neither torch nor the engine (``ModelConfig`` is defined here rather than in
+:mod:`hmer.model`, which imports torch and timm), so reading a config stays light and
+:mod:`hmer.model` and :mod:`hmer.engine` can import it without a cycle.
 
     cfg = load_config("configs/tiny.yaml", ["model.d_model=128", "train.batch_pixels=2e6"])
     save_config(cfg, run_dir / "config.yaml")
@@ -23,7 +28,37 @@ from hmer.data.augment import AugmentConfig
 from hmer.data.inkml import RenderConfig
 from hmer.data.preprocess import PreprocessConfig
 from hmer.errors import ConfigError
-from hmer.model.hmer_model import ModelConfig
+from hmer.io import atomic_write_text
+
+
+@dataclass
+class ModelConfig:
+    """Model hyper-parameters (:class:`hmer.model.HmerModel`); the defaults are BTTR's.
+
+    Encoder: ``backbone`` is ``"densenet"`` (timm DenseNet-BC: ``growth_rate``, ``block_config``
+    layers per dense block, bottleneck width ``bn_size · growth_rate``, stem width
+    ``2 · growth_rate``, dropout ``encoder_dropout`` after each dense layer) or any timm model name
+    (features_only, cut at ``stride``). ``stride`` must match the DenseNet's
+    (``4 · 2^(blocks - 1)``). ``pos_normalize``: the 2D encoding spans each image's valid extent.
+    Decoder: ``d_model``, ``nhead``, ``num_decoder_layers``, ``dim_feedforward``, ``dropout``,
+    ``norm_first`` (pre-norm). Loss: ``label_smoothing``.
+    """
+
+    backbone: str = "densenet"
+    growth_rate: int = 24
+    block_config: list[int] = field(default_factory=lambda: [16, 16, 16])
+    bn_size: int = 4
+    encoder_dropout: float = 0.2
+    stride: int = 16
+    pos_normalize: bool = True
+    pos_temperature: float = 10000.0
+    d_model: int = 256
+    nhead: int = 8
+    num_decoder_layers: int = 3
+    dim_feedforward: int = 1024
+    dropout: float = 0.3
+    norm_first: bool = False
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -217,8 +252,6 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> Path:
     """Write the fully resolved config as YAML (atomically); ``load_config`` reads it back."""
-    from hmer.engine.checkpoint import atomic_write_text
-
     atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(config_to_dict(cfg))))
     return Path(path)
 

@@ -13,6 +13,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from hmer.config import load_config
+from hmer.data.datasets import write_bttr_layout
+from hmer.data.synth.generate import generate_images
+from hmer.data.synth.grammar import load_grammar
+from hmer.engine.plot import plot_run
+from hmer.engine.train import train
+from hmer.errors import HmerError
+from hmer.runtime.recognize import Recognizer
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "tiny.yaml"
 DEMO_GRAMMAR = Path(__file__).resolve().parent / "data" / "synth" / "grammar_demo.yaml"
@@ -22,10 +31,6 @@ EXAMPLE = REPO / "data" / "examples" / "example.png"
 def write_synthetic(out: Path, n_train: int, n_test: int, seed: int, workers: int) -> None:
     """Train and test splits under ``out``; different seeds, so no test expression is drawn
     by the same pen path as a training one (a few short formulas may still coincide)."""
-    from hmer.data.datasets import write_bttr_layout
-    from hmer.data.synth.generate import generate_images
-    from hmer.data.synth.grammar import load_grammar
-
     grammar = load_grammar(DEMO_GRAMMAR)
     for split, n, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
         write_bttr_layout(generate_images(n, split_seed, workers, grammar=grammar), out, split)
@@ -34,10 +39,6 @@ def write_synthetic(out: Path, n_train: int, n_test: int, seed: int, workers: in
 def run_demo(
     out: Path, budget: str = "4m", n_train: int = 4000, n_test: int = 200, seed: int = 0
 ) -> int:
-    from hmer.config import load_config
-    from hmer.engine.plot import plot_run
-    from hmer.engine.train import train
-
     began = time.monotonic()
     out = Path(out)
     data_dir = out / "data"
@@ -70,9 +71,6 @@ def run_demo(
 def recognize_example(checkpoint: Path) -> None:
     """Print the readings of the README's example image by ``checkpoint`` and by the shipped
     model (when the package has one), beside its truth and the command that reproduces them."""
-    from hmer.errors import HmerError
-    from hmer.recognize import Recognizer
-
     example = EXAMPLE.relative_to(REPO)
     truth = (EXAMPLE.parent / "example.txt").read_text().strip()
     print(f"\n{example}, truth: {truth}")

@@ -22,6 +22,8 @@ from typing import NamedTuple
 
 import editdistance
 
+from hmer.data.latex import equivalence_form
+
 __all__ = [
     "ExpressionRow",
     "edit_distance",
@@ -39,8 +41,6 @@ def equivalence_exprate(
     """Percent of predictions that render the same formula as their truth (0.0 when none):
     equal after :func:`hmer.data.latex.equivalence_form`, e.g. ``\\frac 1 2`` and
     ``\\frac { 1 } { 2 }``, ``. . .`` and ``\\ldots``."""
-    from hmer.data.latex import equivalence_form
-
     _check_lengths(predictions, truths)
     if not truths:
         return 0.0

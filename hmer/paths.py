@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hmer.errors import HmerError
+
 #: Environment variable naming the CROHME folder (layout: see data/README.md).
 CROHME_ENV = "HMER_CROHME"
 #: Environment variable naming hmer's cache folder (files it can always make again).
@@ -34,3 +36,26 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "hmer"
+
+
+def default_model_path() -> Path:
+    """Where the shipped model lives: ``hmer/assets/model.pt`` inside the package."""
+    return Path(__file__).resolve().parent / "assets" / "model.pt"
+
+
+def shipped_model() -> Path:
+    """:func:`default_model_path`, checked to exist.
+
+    Raises:
+        HmerError: this copy of hmer has no shipped model (it says how to get one).
+    """
+    path = default_model_path()
+    if not path.is_file():
+        raise HmerError(
+            f"no shipped model at {path}: this copy of hmer has no default weights. "
+            "Train a model (`hmer train configs/bttr.yaml --out runs/bttr`), export its "
+            "weights (`hmer export-weights runs/bttr/best.pt model.pt`) and load them with "
+            "Recognizer.from_checkpoint('model.pt') or `hmer predict --checkpoint model.pt`; "
+            f"or copy such a file to {path}."
+        )
+    return path

@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.font_manager import FontProperties
+from matplotlib.mathtext import math_to_image
 
 from hmer.card import LowScore
 from hmer.errors import DataError
-from hmer.recognize import Prediction
+from hmer.runtime.reading import Prediction
+from hmer.viz import mathtext_ok, mathtext_source
 
 __all__ = ["MAX_BODY_BYTES", "MAX_POINTS", "make_server", "math_svg", "parse_strokes"]
 
@@ -75,11 +78,6 @@ def parse_strokes(payload: Any) -> list[np.ndarray]:
 
 def math_svg(latex: str) -> str | None:
     """``latex`` rendered as an SVG document by matplotlib mathtext, None when it cannot be."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.mathtext import math_to_image
-
-    from hmer.viz import mathtext_ok, mathtext_source
-
     if not latex or not mathtext_ok(latex):
         return None
     out = io.BytesIO()
@@ -105,7 +103,8 @@ def make_server(
     """An HTTP server for the page and ``POST /predict`` (see the module docstring).
 
     Args:
-        recognizer: a :class:`hmer.recognize.Recognizer` or :class:`hmer.export.OnnxRecognizer`.
+        recognizer: a :class:`hmer.runtime.recognize.Recognizer` or
+            :class:`hmer.runtime.onnx.OnnxRecognizer`.
         host, port: where to listen (port 0: any free port, see ``server.server_address``).
         beam: the beam width of requests that do not give one.
         low_score: what a low score means for this model (its card), for the answer's ``note``.

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-import os
 import re
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.mathtext import MathTextParser
 
 from hmer.errors import ConfigError
+from hmer.io import atomic_open
 
 __all__ = [
     "draw_attention",
@@ -25,24 +26,14 @@ __all__ = [
 
 
 def save_figure(fig: Figure, out_path: str | Path, *, dpi: int = 100) -> Path:
-    """Write ``fig`` to ``out_path`` atomically (temp file in the same folder, fsync, rename).
+    """Write ``fig`` to ``out_path`` atomically (:func:`hmer.io.atomic_open`).
 
     The format follows the suffix (``.png``, ``.pdf``, ``.svg``, …); missing folders are created.
     """
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     fmt = out_path.suffix.lstrip(".").lower() or "png"
-    # A unique sibling name opened with "x": same filesystem for os.replace, umask-respecting mode.
-    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            fig.savefig(f, format=fmt, dpi=dpi)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(out_path, "wb") as handle:
+        fig.savefig(handle, format=fmt, dpi=dpi)
     return out_path
 
 
@@ -78,6 +69,7 @@ def draw_pos_enc(
     Returns:
         ``out_path`` as a Path.
     """
+    # torch: only when drawing encodings (prediction drawings serve the torch-free ONNX route).
     from hmer.model.pos_enc import sincos_2d
 
     pe = sincos_2d(height, width, dim, temperature=temperature).numpy()  # (H, W, C)
@@ -112,8 +104,6 @@ def draw_pos_enc(
 
 def _display_gray(image: np.ndarray, max_side: int = 1600) -> np.ndarray:
     """Any picture -> an array for ``imshow`` (RGB or gray), shrunk to ``max_side`` pixels."""
-    import cv2
-
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
@@ -139,8 +129,6 @@ def mathtext_source(latex: str) -> str:
 
 def mathtext_ok(latex: str) -> bool:
     """Whether matplotlib's mathtext can render ``latex`` (see :func:`mathtext_source`)."""
-    from matplotlib.mathtext import MathTextParser
-
     try:
         MathTextParser("path").parse(mathtext_source(latex))
     except ValueError:
@@ -210,7 +198,7 @@ def draw_attention(
         image: the model's input, uint8 ``(H, W)`` with ink 255 on 0 (shown dark on light).
         tokens: the predicted tokens, ``T`` of them.
         maps: ``(T, h, w)`` attention weights on the encoder's feature grid (e.g. from
-            :func:`hmer.decode.attention_maps`); each is stretched over the whole image.
+            :func:`hmer.model.attention.attention_maps`); each is stretched over the whole image.
         out_path: image file to write (format from the suffix), atomically.
         columns: panels per row.
 

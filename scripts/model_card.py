@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hmer.card import card_path
-from hmer.engine.checkpoint import atomic_write_text
+from hmer.io import atomic_write_text
 from hmer.metrics import low_score_threshold, score_bins
 
 #: "A low score": readings below it were right at most this often on the calibration split.

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import LABELS, paper, variants
 from PIL import Image
-from test_recognize import (  # noqa: F401 - the *_fixture names are fixtures
-    LABELS,
-    checkpoint_fixture,
-    paper,
-    renders_fixture,
-    single_thread_fixture,
-    variants,
-)
 
 from hmer.cli import main
 from hmer.cli.predict import output_paths
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -142,10 +137,10 @@ def test_output_names_for_several_inputs_do_not_collide():
 
 
 def test_default_model_is_the_shipped_one_or_a_clear_error(checkpoint, folder, monkeypatch, capsys):
-    import hmer.recognize
+    import hmer.paths
 
     shipped = folder.parent / "assets" / "model.pt"
-    monkeypatch.setattr(hmer.recognize, "default_model_path", lambda: shipped)
+    monkeypatch.setattr(hmer.paths, "default_model_path", lambda: shipped)
     code, out, err = _run(capsys, str(folder / "a.png"))
     assert code == 2 and out == ""
     assert "no shipped model" in err and "--checkpoint" in err
@@ -178,7 +173,7 @@ def test_a_cached_export_is_read_without_importing_torch(checkpoint, folder, pri
     import subprocess
     import sys
 
-    from hmer.export import cached_export
+    from hmer.runtime.export import cached_export
 
     cached_export(checkpoint)
     argv = ["predict", str(folder / "a.png"), "--checkpoint", str(checkpoint), "--device", "cpu"]
@@ -195,22 +190,26 @@ def test_a_cached_export_is_read_without_importing_torch(checkpoint, folder, pri
 def test_without_a_gpu_driver_the_device_is_cpu_without_torch(monkeypatch):
     import sys
 
-    import hmer.recognize
+    import hmer.runtime.device
 
     monkeypatch.setattr(os.path, "exists", lambda path: False)
     monkeypatch.setattr("shutil.which", lambda name: None)
     monkeypatch.setitem(sys.modules, "torch", None)  # importing torch would now fail
-    assert hmer.recognize.default_device() == "cpu"
+    assert hmer.runtime.device.default_device() == "cpu"
 
 
-def test_auto_falls_back_to_pytorch_when_the_export_fails(checkpoint, folder, monkeypatch, capsys):
+def test_auto_falls_back_to_pytorch_when_the_export_fails(
+    checkpoint, folder, monkeypatch, capsys, tmp_path
+):
     pytest.importorskip("onnxruntime")
-    import hmer.export
+    import hmer.runtime.export
+
+    monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))  # no export made yet
 
     def broken(path, **kwargs):
         raise RuntimeError("exporter crashed")
 
-    monkeypatch.setattr(hmer.export, "cached_export", broken)
+    monkeypatch.setattr(hmer.runtime.export, "cached_export", broken)
     image = str(folder / "a.png")
     code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--device", "cpu")
     assert code == 0 and out.strip() == " ".join(LABELS[0])
@@ -221,7 +220,8 @@ def test_auto_falls_back_to_pytorch_when_the_export_fails(checkpoint, folder, mo
 
 def test_a_broken_onnx_folder_is_an_error_not_another_model(checkpoint, folder, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    from hmer.export import FILES, cached_export
+    from hmer.runtime.export import cached_export
+    from hmer.runtime.exports import FILES
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -321,7 +321,7 @@ def write_inkml(path: Path, traces: list[np.ndarray], truth: str) -> Path:
 
 def test_inkml_files_are_read_and_shown_as_ink_on_paper(checkpoint, tmp_path, capsys):
     from hmer.data.synth import draw
-    from hmer.recognize import Recognizer
+    from hmer.runtime.recognize import Recognizer
 
     traces = draw(LABELS[0], np.random.default_rng(1)).traces
     ink = write_inkml(tmp_path / "x.inkml", traces, "x+1")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from helpers import strokes, write_inkml
 
 from hmer.data.datasets import (
     Sample,
@@ -22,25 +22,6 @@ from hmer.data.inkml import render_traces
 from hmer.data.vocab import Vocab
 from hmer.errors import DataError
 from hmer.paths import CROHME_ENV
-
-
-def strokes(count: int, size: float = 10.0) -> list[np.ndarray]:
-    t = np.linspace(0, 2 * math.pi, 20)
-    return [
-        np.stack([i * 12 + size * 0.35 * (1 + np.cos(t)), size * 0.5 * (1 + np.sin(t))], 1)
-        if i % 2 == 0
-        else np.array([[i * 12 + 2, 2], [i * 12 + 4, 0], [i * 12 + 4, size]])
-        for i in range(count)
-    ]
-
-
-def write_inkml(path: Path, count: int, latex: str | None) -> None:
-    truth = "" if latex is None else f'<annotation type="truth">{latex}</annotation>'
-    traces = "".join(
-        f"<trace>{', '.join(f'{x:.2f} {y:.2f}' for x, y in t)}</trace>" for t in strokes(count)
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'<ink xmlns="http://www.w3.org/2003/InkML">{truth}{traces}</ink>')
 
 
 def image_bytes(count: int, suffix: str, dark_ink: bool) -> bytes:

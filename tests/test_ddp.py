@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from test_train import ROOT, TINY, read_records, tiny_data, tiny_overrides  # noqa: F401
+from helpers import ROOT, TINY, read_records, tiny_overrides
 
 
 def free_port() -> int:
@@ -17,7 +17,7 @@ def free_port() -> int:
 
 
 def test_two_cpu_ranks_end_with_identical_weights_and_count_both_ranks_samples(
-    tiny_data,  # noqa: F811
+    tiny_data,
     tmp_path,
 ):
     run = tmp_path / "run"

@@ -62,17 +62,25 @@ def test_forward_matches_pytorch_transformer_decoder(norm_first):
     tokens = torch.randint(3, 11, (4, 6))  # two rows per image
     with torch.no_grad():
         ours = decoder(tokens, memory, mask)
-        x = decoder.pos(decoder.embed_norm(decoder.embed(tokens)))
-        causal = torch.nn.Transformer.generate_square_subsequent_mask(6)
-        reference = decoder.transformer(
-            x,
-            memory.repeat_interleave(2, 0),
-            tgt_mask=causal,
-            tgt_is_causal=True,
-            memory_key_padding_mask=mask.repeat_interleave(2, 0),
-        )
-        reference = decoder.head(reference)
+        reference = _pytorch_logits(decoder, tokens, memory, mask)
     assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def _pytorch_logits(
+    decoder: Decoder, tokens: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Teacher-forced logits through ``nn.TransformerDecoder.forward`` itself."""
+    groups, length = tokens.shape[0] // memory.shape[0], tokens.shape[1]
+    x = decoder.pos(decoder.embed_norm(decoder.embed(tokens)))
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(length)
+    out = decoder.transformer(
+        x,
+        memory.repeat_interleave(groups, 0),
+        tgt_mask=causal,
+        tgt_is_causal=True,
+        memory_key_padding_mask=mask.repeat_interleave(groups, 0),
+    )
+    return decoder.head(out)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -89,6 +97,26 @@ def test_cached_steps_equal_full_recomputation(direction, norm_first):
         state = decoder.start(memory, mask)
         cached = torch.stack([decoder.step(inputs[:, t], state) for t in range(9)], dim=1)
     assert state.position == 9
+    assert torch.allclose(cached, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_steps_and_forward_use_the_layers_activation(norm_first):
+    """Both passes run the layer's own activation (GELU here), as nn.TransformerDecoder does."""
+    torch.manual_seed(0)
+    decoder = Decoder(11, 32, 4, 2, 64, 0.0, norm_first=norm_first).eval()
+    memory, mask = _memory()
+    tokens = torch.randint(3, 11, (4, 6))
+    with torch.no_grad():
+        relu = decoder(tokens, memory, mask)
+        for layer in decoder.transformer.layers:
+            layer.activation = F.gelu
+        full = decoder(tokens, memory, mask)
+        state = decoder.start(memory, mask)
+        cached = torch.stack([decoder.step(tokens[:, t], state) for t in range(6)], dim=1)
+        reference = _pytorch_logits(decoder, tokens, memory, mask)
+    assert not torch.allclose(full, relu, atol=1e-3)
+    assert torch.allclose(full, reference, atol=1e-5)
     assert torch.allclose(cached, full, atol=1e-5)
 
 

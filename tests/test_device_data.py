@@ -4,8 +4,7 @@ path, augmented on the device inside each image's box, and an exact resume (run 
 from __future__ import annotations
 
 import torch
-from test_resume import RESUME_OVERRIDES, assert_same_tensors
-from test_train import tiny_config, tiny_data  # noqa: F401  (fixture)
+from helpers import RESUME_OVERRIDES, assert_same_tensors, tiny_config
 
 from hmer.data.augment import AugmentConfig
 from hmer.data.batching import collate
@@ -23,7 +22,7 @@ def resident(cfg) -> tuple[DeviceData, object]:
     return DeviceData(data.train, sampler, torch.device("cpu"), None, 0, data.vocab.pad_id), data
 
 
-def test_resident_batches_equal_the_loader_paths_batches(tiny_data):  # noqa: F811
+def test_resident_batches_equal_the_loader_paths_batches(tiny_data):
     device_data, data = resident(tiny_config(tiny_data, *STATIC, "data.augment=false"))
     data.batches.set_epoch(1)
     batches = list(data.batches.sampler)
@@ -78,7 +77,7 @@ def test_device_augmentation_stays_in_each_box_and_is_a_function_of_its_seed():
     assert augment_batch(images, sizes, AugmentConfig(enabled=False), torch.Generator()) is images
 
 
-def test_a_resident_run_resumes_exactly(tiny_data, tmp_path):  # noqa: F811
+def test_a_resident_run_resumes_exactly(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, *RESUME_OVERRIDES, *STATIC, "data.on_device=true")
     straight = train(cfg, tmp_path / "straight")
     assert straight.status == "finished" and straight.step == 8

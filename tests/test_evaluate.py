@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from test_train import tiny_data, tiny_run  # noqa: F401  (fixtures)
+from helpers import TINY
 
 from hmer.cli import main
 from hmer.engine.evaluate import EvalResult, format_table, rows_to_tsv
@@ -19,8 +19,8 @@ def read_tsv(path) -> list[dict[str, str]]:
 
 
 def test_evaluate_reproduces_the_runs_final_test_from_best_checkpoint(
-    tiny_run,  # noqa: F811
-    tiny_data,  # noqa: F811
+    tiny_run,
+    tiny_data,
     tmp_path,
     capsys,
 ):
@@ -42,7 +42,7 @@ def test_evaluate_reproduces_the_runs_final_test_from_best_checkpoint(
     assert read_tsv(out / "predictions_test.tsv") == read_tsv(tiny_run / "predictions_test.tsv")
 
 
-def test_per_expression_tsv_has_one_row_per_expression_in_data_order(tiny_run):  # noqa: F811
+def test_per_expression_tsv_has_one_row_per_expression_in_data_order(tiny_run):
     rows = read_tsv(tiny_run / "predictions_test.tsv")
     assert [r["name"] for r in rows] == [f"test_{i:03d}" for i in range(4)]
     assert set(rows[0]) == {"name", "truth", "prediction", "distance", "score"}
@@ -52,7 +52,7 @@ def test_per_expression_tsv_has_one_row_per_expression_in_data_order(tiny_run): 
     assert results["exprate"] == pytest.approx(100.0 * exact / len(rows))
 
 
-def test_a_caption_test_set_reports_the_three_exprates(tiny_run):  # noqa: F811
+def test_a_caption_test_set_reports_the_three_exprates(tiny_run):
     """The tiny test set is a BTTR-layout folder: besides ExpRate against the normalized truth,
     the published-caption ExpRate (the papers' protocol) and the equivalence ExpRate."""
     results = json.loads((tiny_run / "results.json").read_text())["splits"]["test"]
@@ -61,7 +61,7 @@ def test_a_caption_test_set_reports_the_three_exprates(tiny_run):  # noqa: F811
     assert results["exprate_equiv"] >= results["exprate"]
 
 
-def test_greedy_option_and_batch_size(tiny_run, tiny_data, tmp_path, capsys):  # noqa: F811
+def test_greedy_option_and_batch_size(tiny_run, tiny_data, tmp_path, capsys):
     rc = main(
         [
             "evaluate", "--checkpoint", str(tiny_run / "last.pt"), "--data", str(tiny_data),
@@ -101,7 +101,7 @@ def test_table_and_tsv_formats():
     ]
 
 
-def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):  # noqa: F811
+def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):
     assert main(["plot", str(tiny_run), "--out", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["export-weights", str(tiny_run / "best.pt"), str(tmp_path / "w.pt")]) == 0
@@ -110,8 +110,6 @@ def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):  # noqa: 
 
 
 def test_model_info_prints_the_configs_model_size(capsys):
-    from test_train import TINY
-
     assert main(["model", "info", str(TINY), "model.d_model=32"]) == 0
     out = capsys.readouterr().out
     assert "d_model 32" in out and "parameters" in out and "GFLOPs" in out

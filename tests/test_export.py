@@ -1,5 +1,5 @@
 """ONNX export: files and dynamic axes, graph-level agreement with PyTorch, and token parity of
-the onnxruntime + numpy decoder (beam search and greedy) with ``hmer.decode``."""
+the search run by onnxruntime + numpy (beam search and greedy) with the search run by PyTorch."""
 
 from __future__ import annotations
 
@@ -9,26 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_recognize import (  # noqa: F401 - the *_fixture names are fixtures
-    CROHME_NAMES,
-    LABELS,
-    checkpoint_fixture,
-    crohme_renders,
-    paper,
-    recognizer_fixture,
-    renders_fixture,
-    single_thread_fixture,
-    variants,
-)
+from helpers import CROHME_NAMES, LABELS, crohme_renders, paper, variants
 
 from hmer.cli import main
 from hmer.config import config_to_dict
 from hmer.data.batching import collate
 from hmer.data.preprocess import to_tensor
-from hmer.decode import beam_search, greedy
 from hmer.errors import CheckpointError
-from hmer.export import FILES, OnnxRecognizer, cached_export, export_onnx
 from hmer.paths import crohme_root
+from hmer.runtime.export import cached_export, export_onnx
+from hmer.runtime.exports import FILES
+from hmer.runtime.onnx import OnnxRecognizer
+from hmer.search import beam as search
+from hmer.search.network import teacher_forced
+from hmer.search.torch_backend import beam_search, greedy
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -94,7 +90,8 @@ def test_graphs_compute_what_the_pytorch_model_computes(onnx_recognizer, recogni
     model = recognizer.model
     images = [recognizer.prepare(paper(ink)) for ink in renders[:2]]
     batch = _batch(images)  # two sizes: padding and its mask included
-    encoded = onnx_recognizer.encode(batch.images.numpy(), batch.image_mask.numpy())
+    network = onnx_recognizer.network
+    encoded = network.encode(batch.images.numpy(), batch.image_mask.numpy())
     with torch.no_grad():
         memory, memory_mask = model.encode(batch.images, batch.image_mask)
         state = model.decoder.start(memory, memory_mask)
@@ -106,17 +103,19 @@ def test_graphs_compute_what_the_pytorch_model_computes(onnx_recognizer, recogni
     rows = 3 * len(images)
     generator = torch.Generator().manual_seed(0)
     tokens = torch.randint(4, len(recognizer.vocab), (rows, 5), generator=generator)
-    cache = onnx_recognizer._empty_cache(rows)
+    steps = network.start(encoded)
     for t in range(5):
         with torch.no_grad():
             expected = torch.log_softmax(model.decoder.step(tokens[:, t], state), -1).numpy()
-        logp, cache = onnx_recognizer._run_step(tokens[:, t].numpy(), encoded, cache)
-        assert cache[0].shape[3] == t + 1
+        logp = steps(tokens[:, t].numpy())
+        assert steps.cache[0].shape[3] == t + 1
         np.testing.assert_allclose(logp, expected, atol=1e-4)
     # Teacher-forced scoring of whole sequences, both directions, as the rescoring does.
     sequences = [[tokens[i, : 2 + i].numpy() for i in range(3)], [tokens[3, :4].numpy()] * 3]
     r2l = np.array([[False, True, False], [True, False, True]])
-    found = onnx_recognizer._sequence_logp(encoded, sequences, r2l)
+    flat = [seq for row in sequences for seq in row]
+    inputs, targets = teacher_forced(flat, r2l.ravel(), network.specials)
+    found = network.score(encoded, inputs, targets).reshape(2, 3)
     with torch.no_grad():
         for b in range(2):
             for g in range(3):
@@ -131,22 +130,23 @@ def test_graphs_compute_what_the_pytorch_model_computes(onnx_recognizer, recogni
 def test_onnx_beam_search_gives_the_pytorch_tokens(onnx_recognizer, recognizer, parity_images):
     origin, images = parity_images
     decode = recognizer.config.decode
+    network = onnx_recognizer.network
     ours, best_only = [], []
     for start in range(0, len(images), 3):  # batches of 3 images: rows of several images at once
         chunk = images[start : start + 3]
-        ours += [h[0] for h in onnx_recognizer.nbest(*(_pad(chunk)), beam=10)]
-        pruned = onnx_recognizer.nbest(*(_pad(chunk)), beam=10, best_only=True)
-        best_only += [h[0] for h in pruned]
+        memory = network.encode(*_pad(chunk))
+        ours += [h[0] for h in search.nbest(network, memory, beam=10, max_len=decode.max_len)]
+        best_only += search.beam_search(network, memory, beam=10, max_len=decode.max_len)
     # Skipping hopeless rescoring never changes the best.
-    assert [tokens for tokens, _ in best_only] == [tokens for tokens, _ in ours]
-    np.testing.assert_allclose([s for _, s in best_only], [s for _, s in ours], atol=1e-5)
+    assert [h.tokens for h in best_only] == [h.tokens for h in ours]
+    np.testing.assert_allclose([h.score for h in best_only], [h.score for h in ours], atol=1e-5)
     with torch.no_grad():
         theirs = [
             beam_search(recognizer.model, *_tensors(im), beam=10, max_len=decode.max_len)[0]
             for im in images
         ]
-    assert [tokens for tokens, _ in ours] == [h.tokens for h in theirs], origin
-    np.testing.assert_allclose([s for _, s in ours], [h.score for h in theirs], atol=1e-4)
+    assert [h.tokens for h in ours] == [h.tokens for h in theirs], origin
+    np.testing.assert_allclose([h.score for h in ours], [h.score for h in theirs], atol=1e-4)
 
 
 def test_onnx_greedy_and_one_way_beam_give_the_pytorch_tokens(
@@ -154,21 +154,23 @@ def test_onnx_greedy_and_one_way_beam_give_the_pytorch_tokens(
 ):
     _, images = parity_images
     batch = _batch(images)
-    arrays = (batch.images.numpy(), batch.image_mask.numpy())
+    network = onnx_recognizer.network
+    memory = network.encode(batch.images.numpy(), batch.image_mask.numpy())
     max_len = recognizer.config.decode.max_len
     with torch.no_grad():
         for direction in ("l2r", "r2l"):
             expected = greedy(recognizer.model, batch.images, batch.image_mask, max_len=max_len,
                               direction=direction)  # fmt: skip
-            found = onnx_recognizer.greedy(*arrays, direction=direction)
-            assert [ids for ids, _ in found] == [h.tokens for h in expected]
+            found = search.greedy(network, memory, max_len=max_len, direction=direction)
+            assert [h.tokens for h in found] == [h.tokens for h in expected]
             np.testing.assert_allclose(
-                [s for _, s in found], [h.score for h in expected], atol=1e-4
+                [h.score for h in found], [h.score for h in expected], atol=1e-4
             )
         expected = beam_search(recognizer.model, batch.images, batch.image_mask, beam=4,
                                max_len=max_len, bidirectional=False, direction="r2l")  # fmt: skip
-        found = onnx_recognizer.nbest(*arrays, beam=4, bidirectional=False, direction="r2l")
-        assert [h[0][0] for h in found] == [h.tokens for h in expected]
+        found = search.nbest(network, memory, beam=4, max_len=max_len, bidirectional=False,
+                             direction="r2l")  # fmt: skip
+        assert [h[0].tokens for h in found] == [h.tokens for h in expected]
 
 
 def test_onnx_recognizer_reads_pictures_like_pytorch(onnx_recognizer, recognizer, renders):
@@ -195,7 +197,8 @@ def test_cli_exports_then_predicts_with_onnxruntime(checkpoint, renders, tmp_pat
 
 def test_the_decoder_runs_on_one_thread_unless_asked(onnx_dir):
     def threads(recognizer: OnnxRecognizer) -> list[int]:
-        sessions = (recognizer._encoder, recognizer._step, recognizer._score)
+        network = recognizer.network
+        sessions = (network.encoder, network.step, network.scorer)
         return [s.get_session_options().intra_op_num_threads for s in sessions]
 
     assert threads(OnnxRecognizer(onnx_dir, threads=2)) == [2, 1, 1]
@@ -203,7 +206,7 @@ def test_the_decoder_runs_on_one_thread_unless_asked(onnx_dir):
 
 
 def test_a_checkpoint_is_exported_once_per_content(checkpoint, tmp_path, monkeypatch):
-    import hmer.export
+    import hmer.runtime.export
 
     monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
     announced = []
@@ -216,7 +219,7 @@ def test_a_checkpoint_is_exported_once_per_content(checkpoint, tmp_path, monkeyp
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(hmer.export, "export_onnx", no_export)
+    monkeypatch.setattr(hmer.runtime.export, "export_onnx", no_export)
     assert cached_export(copy, announce=announced.append) == first  # same bytes: same export
     assert announced == [first]  # nothing to announce the second time
     assert (
@@ -226,21 +229,21 @@ def test_a_checkpoint_is_exported_once_per_content(checkpoint, tmp_path, monkeyp
 
 
 def test_an_interrupted_export_leaves_nothing_to_reuse(checkpoint, tmp_path, monkeypatch):
-    import hmer.export
+    import hmer.runtime.export
 
     monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
-    real = hmer.export.export_onnx
+    real = hmer.runtime.export.export_onnx
 
     def killed(model, vocab, config, out_dir, **kwargs):
         real(model, vocab, config, out_dir, **kwargs)
         (Path(out_dir) / FILES["step"]).unlink()  # a half-written folder...
         raise KeyboardInterrupt  # ...when the user presses Ctrl-C
 
-    monkeypatch.setattr(hmer.export, "export_onnx", killed)
+    monkeypatch.setattr(hmer.runtime.export, "export_onnx", killed)
     with pytest.raises(KeyboardInterrupt):
         cached_export(checkpoint)
     assert list((tmp_path / "cache" / "onnx").iterdir()) == []
-    monkeypatch.setattr(hmer.export, "export_onnx", real)
+    monkeypatch.setattr(hmer.runtime.export, "export_onnx", real)
     done = cached_export(checkpoint)
     assert sorted(p.name for p in done.iterdir()) == sorted(FILES.values())
 
@@ -248,11 +251,11 @@ def test_an_interrupted_export_leaves_nothing_to_reuse(checkpoint, tmp_path, mon
 def test_the_cache_keeps_the_most_recently_used_exports(checkpoint, tmp_path, monkeypatch):
     import os
 
-    import hmer.export
+    import hmer.runtime.exports
 
     onnx = tmp_path / "cache" / "onnx"
     monkeypatch.setenv("HMER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(hmer.export, "CACHED_EXPORTS", 3)
+    monkeypatch.setattr(hmer.runtime.exports, "CACHED_EXPORTS", 3)
     for age, name in enumerate(["recent", "older", "oldest", "ancient"], start=1):
         (onnx / name).mkdir(parents=True)
         os.utime(onnx / name, (0, 1e9 - age))  # all used long before this test

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train import TINY, tiny_data, tiny_overrides  # noqa: F401  (fixture)
+from helpers import TINY, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def gpu_probe():
 
 def test_the_probe_times_each_variant_records_failures_and_chooses_a_working_one(
     gpu_probe,
-    tiny_data,  # noqa: F811
+    tiny_data,
     tmp_path,
     monkeypatch,
     capsys,

@@ -16,9 +16,9 @@ import torch
 from hmer.data.inkml import RenderConfig, parse_inkml, render_traces
 from hmer.data.latex import normalize_latex
 from hmer.data.vocab import Vocab
-from hmer.decode import beam_search, greedy
 from hmer.metrics import exprate
 from hmer.model import HmerModel, ModelConfig
+from hmer.search.torch_backend import beam_search, greedy
 
 NAMES = ["MfrDB0007", "MfrDB0009", "MfrDB0011", "MfrDB0017", "MfrDB0021", "MfrDB0025"]
 RENDER = RenderConfig(symbol_height=16, stroke_width=1.5)  # small images: fast on CPU

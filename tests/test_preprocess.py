@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from hmer.data.inkml import RenderConfig, render_traces
+from hmer.data.inkml import RenderConfig, load_image, render_traces
 from hmer.data.preprocess import (
     PreprocessConfig,
     glyph_height,
-    load_image,
     preprocess,
     to_grayscale,
     to_tensor,

@@ -2,174 +2,25 @@
 
 The model is configs/tiny.yaml's, fitted for a few seconds to three synthetic expressions
 (``hmer.data.synth``) so that it reads them back with short, stable hypotheses, and saved with
-the engine's checkpoint format. ``tests/test_cli_predict.py`` and ``tests/test_export.py`` import
-the helpers and fixtures from here.
+the engine's checkpoint format (``helpers.fit_checkpoint``; the fixtures are in ``conftest.py``).
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import CROHME_NAMES, LABELS, crohme_renders, paper, tiny_config, tiny_dataset, variants
 from PIL import Image
 
-from hmer.config import Config, config_to_dict, load_config
-from hmer.data.inkml import RenderConfig, parse_inkml, render_traces
+from hmer.data.inkml import parse_inkml, render_traces
 from hmer.data.latex import tokens_to_latex
-from hmer.data.preprocess import PreprocessConfig, preprocess
 from hmer.errors import DataError, HmerError
-from hmer.recognize import Prediction, Recognizer
+from hmer.runtime.reading import Prediction
+from hmer.runtime.recognize import Recognizer
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "configs" / "tiny.yaml"
-#: What the fitted model reads back (canonical tokens the synthetic hand can write).
-LABELS = [["x", "+", "1"], ["2", "y"], ["a", "=", "b"]]
-#: Real CROHME 2014 test expressions used for the picture variants and the ONNX parity.
-CROHME_NAMES = ["18_em_0", "18_em_1", "18_em_10", "18_em_11", "18_em_12", "18_em_13"]
-
-
-def tiny_predict_config() -> Config:
-    """configs/tiny.yaml without dropout, decoding at most 12 tokens (fast on any input)."""
-    return load_config(TINY, ["model.dropout=0.0", "decode.max_len=12", "decode.beam=10"])
-
-
-def synthetic_renders() -> list[np.ndarray]:
-    """The :data:`LABELS` written by the synthetic generator's hands, rendered (uint8, ink 255
-    on 0) at 32 px per symbol, twice the tiny model's scale, as a scan would be."""
-    pytest.importorskip("HersheyFonts", reason="synthetic handwriting needs hershey-fonts")
-    from hmer.data.synth import draw, render_drawing
-
-    rng = np.random.default_rng(0)
-    return [render_drawing(draw(tokens, rng), RenderConfig()) for tokens in LABELS]
-
-
-def paper(ink: np.ndarray) -> np.ndarray:
-    """A render as a scan: dark ink on white paper."""
-    return 255 - ink
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Torch on one thread: fastest for tiny models, and unharmed by other jobs on the cores
-    (several threads spin-waiting for busy cores make small operations many times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def fit_checkpoint(path: Path, min_steps: int = 80, max_steps: int = 300) -> Path:
-    """Fit the tiny model to the synthetic expressions (each step: the images plus an augmented
-    copy, by the training augmentation) for ``min_steps`` and then until greedy reads them back,
-    and save it in the engine's format. Once per test session: later calls find the file."""
-    if path.is_file():
-        return path
-    with one_thread():
-        return _fit(path, min_steps, max_steps)
-
-
-def _fit(path: Path, min_steps: int, max_steps: int) -> Path:
-    from hmer.data.augment import build_augment
-    from hmer.data.batching import collate
-    from hmer.data.preprocess import to_tensor
-    from hmer.data.vocab import Vocab
-    from hmer.decode import greedy
-    from hmer.engine.checkpoint import save_checkpoint
-    from hmer.engine.train import build_model
-
-    cfg = tiny_predict_config()
-    vocab = Vocab.crohme()
-    images = [preprocess(ink, cfg.preprocess) for ink in synthetic_renders()]
-    ids = [vocab.encode(tokens) for tokens in LABELS]
-    augment = build_augment(cfg.augment, seed=0)
-    clean = collate([(to_tensor(im), i, "") for im, i in zip(images, ids, strict=True)], 0)
-    torch.manual_seed(0)
-    model = build_model(cfg, vocab)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for step in range(1, max_steps + 1):
-        model.train()
-        pairs = [(augment(im), i) for im, i in zip(images, ids, strict=True)]
-        pairs += list(zip(images, ids, strict=True))
-        batch = collate([(to_tensor(im), i, "") for im, i in pairs], vocab.pad_id)
-        loss = model(batch.images, batch.image_mask, batch.tokens, batch.lengths)["loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step >= min_steps and step % 10 == 0 and loss.item() < 0.05:
-            model.eval()
-            read = greedy(model, clean.images, clean.image_mask, max_len=12)
-            if [h.tokens for h in read] == ids:
-                break
-    save_checkpoint(
-        path,
-        model=model.state_dict(),
-        config=config_to_dict(cfg),
-        vocab=vocab.to_dict(),
-        meta={"fitted_to": [" ".join(t) for t in LABELS], "steps": step},
-    )
-    return path
-
-
-# Fixtures under other function names, so that modules importing them declare no shadowed names.
-
-
-@pytest.fixture(autouse=True, scope="module", name="single_thread")
-def single_thread_fixture() -> Iterator[None]:
-    """Every test of the module runs torch on one thread (see :func:`one_thread`)."""
-    with one_thread():
-        yield
-
-
-@pytest.fixture(scope="session", name="checkpoint")
-def checkpoint_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fitted model's checkpoint (``.../predict_model/fitted.pt``, shared by the session)."""
-    return fit_checkpoint(tmp_path_factory.getbasetemp() / "predict_model" / "fitted.pt")
-
-
-@pytest.fixture(scope="session", name="recognizer")
-def recognizer_fixture(checkpoint: Path) -> Recognizer:
-    return Recognizer.from_checkpoint(checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="session", name="renders")
-def renders_fixture() -> list[np.ndarray]:
-    """:func:`synthetic_renders`: ink 255 on 0, 32 px symbols."""
-    return synthetic_renders()
-
-
-def crohme_renders(root: Path, names: list[str] = CROHME_NAMES) -> list[np.ndarray]:
-    """Real CROHME test expressions rendered at the default 32 px symbol scale (ink 255 on 0)."""
-    folder = root / "inkml" / "2014"
-    return [render_traces(parse_inkml(folder / f"{n}.inkml").traces) for n in names]
-
-
-def variants(ink: np.ndarray) -> dict[str, np.ndarray]:
-    """The pictures users give, made from one render (ink 255 on 0):
-
-    ``clean`` dark ink on white; ``reverse`` light ink on black (a board); ``color`` blue ink on
-    cream paper, RGB; ``photo`` a phone photo of paper (lighting falling from one corner to the
-    other, sensor noise); ``huge`` the clean picture upscaled past the preprocessing's input
-    limit (``max_input_pixels``, 12.6 megapixels), which it downscales first.
-    """
-    height, width = ink.shape
-    alpha = ink.astype(np.float32)[..., None] / 255.0
-    cream, blue = np.float32([245, 235, 200]), np.float32([30, 50, 150])
-    color = (cream * (1 - alpha) + blue * alpha).astype(np.uint8)
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    light = 150 + 90 * (cols / width) * (0.6 + 0.4 * rows / height)
-    noise = np.random.default_rng(0).normal(0, 4, (height, width))
-    photo = np.clip(light * (1 - 0.8 * alpha[..., 0]) + noise, 0, 255).astype(np.uint8)
-    pixels = 1.05 * PreprocessConfig().max_input_pixels  # past the input limit: shrunk first
-    factor = int(np.ceil(np.sqrt(pixels / (height * width))))
-    huge = cv2.resize(paper(ink), (width * factor, height * factor), cv2.INTER_LINEAR)
-    return {"clean": paper(ink), "reverse": ink, "color": color, "photo": photo, "huge": huge}
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -301,7 +152,7 @@ def test_attention_has_one_map_per_token_over_the_image(recognizer, renders):
 
 
 def test_exported_fp16_weights_read_like_the_checkpoint(recognizer, checkpoint, renders, tmp_path):
-    from hmer.engine.checkpoint import export_weights
+    from hmer.checkpoint import export_weights
 
     weights = export_weights(checkpoint, tmp_path / "model.pt")
     assert weights.stat().st_size < checkpoint.stat().st_size
@@ -310,8 +161,6 @@ def test_exported_fp16_weights_read_like_the_checkpoint(recognizer, checkpoint, 
 
 
 def test_checkpoint_of_a_training_run_loads(tmp_path, renders):
-    from test_train import tiny_config, tiny_dataset
-
     from hmer.engine.train import train
 
     data = tiny_dataset(tmp_path / "data", n_train=4, n_test=1)
@@ -327,9 +176,9 @@ def test_checkpoint_of_a_training_run_loads(tmp_path, renders):
 def test_from_pretrained_uses_the_shipped_model_or_says_how_to_get_one(
     checkpoint, monkeypatch, tmp_path
 ):
-    import hmer.recognize
+    import hmer.paths
 
-    monkeypatch.setattr(hmer.recognize, "default_model_path", lambda: tmp_path / "model.pt")
+    monkeypatch.setattr(hmer.paths, "default_model_path", lambda: tmp_path / "model.pt")
     with pytest.raises(HmerError, match=r"no shipped model.*export-weights.*from_checkpoint"):
         Recognizer.from_pretrained()
     (tmp_path / "model.pt").write_bytes(checkpoint.read_bytes())
@@ -343,9 +192,11 @@ def test_public_names_load_lazily():
     import hmer
     from hmer.model import pos_enc
 
+    # The PyTorch Recognizer imports torch when it is named; the onnxruntime one never does.
     code = (
         "import sys, hmer; assert 'torch' not in sys.modules; "
-        "from hmer import Recognizer; assert 'torch' not in sys.modules; print('ok')"
+        "from hmer import OnnxRecognizer, Prediction; assert 'torch' not in sys.modules; "
+        "from hmer import Recognizer; assert 'torch' in sys.modules; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

@@ -8,34 +8,13 @@ import threading
 import time
 
 import torch
-from test_train import read_records, tiny_config, tiny_data  # noqa: F401  (fixture)
+from helpers import RESUME_OVERRIDES, assert_same_tensors, read_records, tiny_config
 
 from hmer.cli.train import train_main
 from hmer.engine.train import train
 
-#: Dropout, augmentation and EMA on; 3 steps per epoch, so step 4 stops mid-epoch.
-RESUME_OVERRIDES = (
-    "train.max_steps=8",
-    "train.log_every=2",
-    "train.val_every=0",
-    "train.ckpt_every=0",
-    "train.final_test=false",
-    "train.ema=true",
-    "model.dropout=0.2",
-    "data.augment=true",
-)
 
-
-def assert_same_tensors(a: dict, b: dict, where: str = "") -> None:
-    assert a.keys() == b.keys(), where
-    for key in a:
-        if isinstance(a[key], dict):
-            assert_same_tensors(a[key], b[key], f"{where}.{key}")
-        elif isinstance(a[key], torch.Tensor):
-            assert torch.equal(a[key], b[key]), f"{where}.{key} differs"
-
-
-def test_stop_then_resume_gives_identical_weights(tiny_data, tmp_path):  # noqa: F811
+def test_stop_then_resume_gives_identical_weights(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, *RESUME_OVERRIDES)
     straight = train(cfg, tmp_path / "straight")
     assert straight.status == "finished" and straight.step == 8
@@ -60,7 +39,7 @@ def test_stop_then_resume_gives_identical_weights(tiny_data, tmp_path):  # noqa:
     assert resumed == losses
 
 
-def test_sigint_saves_last_checkpoint_and_returns_cleanly(tiny_data, tmp_path):  # noqa: F811
+def test_sigint_saves_last_checkpoint_and_returns_cleanly(tiny_data, tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(tiny_data, "train.max_steps=10000", "train.log_every=1", "train.val_every=0")
 

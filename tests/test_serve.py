@@ -10,15 +10,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from test_recognize import (  # noqa: F401 - the *_fixture names are fixtures
-    LABELS,
-    checkpoint_fixture,
-    recognizer_fixture,
-    single_thread_fixture,
-)
+from helpers import LABELS
 
 from hmer.errors import DataError
 from hmer.serve import MAX_BODY_BYTES, make_server, math_svg, parse_strokes
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train import tiny_data  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_the_speed_run_runs_end_to_end_at_cpu_size(tiny_data, tmp_path):  # noqa: F811
+def test_the_speed_run_runs_end_to_end_at_cpu_size(tiny_data, tmp_path):
     out = tmp_path / "out"
     env = {
         **os.environ,

@@ -1,108 +1,23 @@
 """The training loop on a tiny model and a tiny dataset that the tests draw themselves.
 
-``tiny_dataset`` writes a BTTR-layout folder (``train/`` and ``test/`` with ``caption.txt``) of
-expressions made of a few stroke symbols rendered with the real renderer, so these tests need no
-CROHME data. The other engine tests import the helpers from here.
+``helpers.tiny_dataset`` writes a BTTR-layout folder (``train/`` and ``test/`` with
+``caption.txt``) of expressions made of a few stroke symbols rendered with the real renderer, so
+these tests need no CROHME data; the ``tiny_data`` and ``tiny_run`` fixtures are in conftest.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, expression_traces, read_records, tiny_config, write_inkml
 
-from hmer.config import Config, load_config
-from hmer.engine.train import Plan, WarmupCosine, plan_budget, train
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "configs" / "tiny.yaml"
-
-#: Stroke drawings in a unit box (x right, y down) of symbols in the CROHME vocabulary.
-_GLYPHS: dict[str, list[list[tuple[float, float]]]] = {
-    "1": [[(0.3, 0.0), (0.3, 1.0)]],
-    "7": [[(0.0, 0.0), (0.6, 0.0), (0.2, 1.0)]],
-    "-": [[(0.0, 0.5), (0.6, 0.5)]],
-    "+": [[(0.0, 0.5), (0.6, 0.5)], [(0.3, 0.2), (0.3, 0.8)]],
-    "=": [[(0.0, 0.35), (0.6, 0.35)], [(0.0, 0.65), (0.6, 0.65)]],
-    "x": [[(0.0, 0.3), (0.5, 1.0)], [(0.0, 1.0), (0.5, 0.3)]],
-}
-
-
-def expression_traces(tokens: list[str], rng: np.random.Generator) -> list[np.ndarray]:
-    """Ink for ``tokens`` written left to right, each stroke densified and slightly jittered."""
-    traces = []
-    for position, token in enumerate(tokens):
-        for stroke in _GLYPHS[token]:
-            points = np.array(stroke, dtype=np.float64) * 40.0 + [position * 36.0, 0.0]
-            dense = np.concatenate(
-                [np.linspace(a, b, 8, endpoint=False) for a, b in itertools.pairwise(points)]
-                + [points[-1:]]
-            )
-            traces.append(dense + rng.normal(0, 0.8, dense.shape))
-    return traces
-
-
-def tiny_dataset(root: Path, n_train: int = 16, n_test: int = 4, seed: int = 0) -> Path:
-    """A BTTR-layout folder under ``root``: ``train`` and ``test`` splits of random expressions."""
-    from hmer.data.datasets import write_bttr_layout
-    from hmer.data.inkml import RenderConfig, render_traces
-
-    rng = np.random.default_rng(seed)
-    render = RenderConfig(symbol_height=16.0, stroke_width=1.5, margin=2)
-    symbols = sorted(_GLYPHS)
-    for split, count in (("train", n_train), ("test", n_test)):
-        items = []
-        for i in range(count):
-            tokens = [symbols[j] for j in rng.integers(0, len(symbols), rng.integers(1, 4))]
-            image = render_traces(expression_traces(tokens, rng), render)
-            items.append((f"{split}_{i:03d}", image, tokens))
-        write_bttr_layout(items, root, split)
-    return root
-
-
-#: Session-wide results of the fixtures below: the other test modules import these fixtures,
-#: and pytest would otherwise build them once per importing module.
-_SHARED: dict[str, Path] = {}
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if "data" not in _SHARED:
-        _SHARED["data"] = tiny_dataset(tmp_path_factory.mktemp("tiny_data"))
-    return _SHARED["data"]
-
-
-def tiny_overrides(data: Path) -> list[str]:
-    """Overrides of configs/tiny.yaml for ``data`` (see :func:`tiny_dataset`): CPU, quiet,
-    in-process loading, a quarter of train held out for validation, very short decodes."""
-    return [
-        f"data.train={data}",
-        "data.train_split=train",
-        f"data.test={data}",
-        "data.test_splits=[test]",
-        "data.load_workers=0",
-        "data.val_fraction=0.25",
-        "train.device=cpu",
-        "train.progress=false",
-        "train.batch_pixels=12000",
-        "train.warmup_steps=2",
-        "decode.max_len=8",
-    ]
-
-
-def tiny_config(data: Path, *overrides: str) -> Config:
-    return load_config(TINY, [*tiny_overrides(data), *overrides])
-
-
-def read_records(run_dir: Path, kind: str | None = None) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    return [r for r in records if kind is None or r["kind"] == kind]
+from hmer.config import load_config
+from hmer.engine.budget import Plan
+from hmer.engine.train import train
 
 
 def test_validation_slice_is_fixed_by_seed_not_by_loading_order(tiny_data):
@@ -155,61 +70,6 @@ def test_augmentation_is_a_function_of_seed_epoch_and_sample(tiny_data):
     assert ids == Vocab.crohme().encode(samples[0].tokens)
 
 
-def test_warmup_cosine_rises_linearly_then_decays_to_the_floor():
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=1.0)
-    schedule = WarmupCosine(optimizer, warmup_steps=10, total_steps=110, min_lr_ratio=0.1)
-    lrs = [schedule.lr]
-    for _ in range(120):
-        schedule.step()
-        lrs.append(schedule.lr)
-    assert lrs[0] == pytest.approx(0.1)
-    assert lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in itertools.pairwise(lrs[9:111]))
-    assert lrs[60] == pytest.approx(0.1 + 0.9 * 0.5, rel=1e-6)
-    assert lrs[110] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1)
-
-
-def test_schedule_total_can_be_planned_after_warmup_steps():
-    param = torch.nn.Parameter(torch.zeros(1))
-    schedule = WarmupCosine(torch.optim.SGD([param], lr=1.0), 10, total_steps=10_000)
-    for _ in range(5):
-        schedule.step()
-    before = schedule.lr
-    schedule.set_total(100)
-    assert schedule.lr == pytest.approx(before)  # warm-up does not depend on the total
-    restored = WarmupCosine(torch.optim.SGD([param], lr=1.0), 10, 1)
-    restored.load_state_dict(schedule.state_dict())
-    assert restored.lr == schedule.lr and restored.total_steps == 100
-
-
-def test_budget_plan_fits_training_validation_test_and_saving_in_the_budget():
-    kwargs = dict(
-        budget_s=480.0, elapsed_s=30.0, step=30, step_s=0.1, val_s=2.0, val_every=500,
-        test_s=40.0, save_s=1.0, ckpt_every=1000, finish_s=3.0, safety=0.05,
-    )  # fmt: skip
-    total, deadline = plan_budget(**kwargs)
-    per_step = 0.1 + 2.0 / 500 + 1.0 / 1000
-    spent = 30.0 + (total - 30) * per_step + 2.0 + 40.0 + 2 * 1.0 + 3.0 + 0.05 * 480.0
-    assert spent <= 480.0 < spent + per_step  # as many steps as fit, no more
-    assert deadline == pytest.approx(480.0 - 24.0 - 40.0 - 2.0 - 2.0 - 3.0)
-    # A budget already spent plans no further steps.
-    assert plan_budget(**{**kwargs, "elapsed_s": 500.0})[0] == 30
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One finished tiny run with EMA, shared by the tests that only read its outputs."""
-    if "run" not in _SHARED:
-        run = tmp_path_factory.mktemp("tiny_run") / "run"
-        cfg = tiny_config(
-            tiny_data, "train.epochs=3", "train.log_every=2", "train.val_every=3", "train.ema=true"
-        )
-        assert train(cfg, run).status == "finished"
-        _SHARED["run"] = run
-    return _SHARED["run"]
-
-
 def test_tiny_run_writes_config_metrics_checkpoints_results_and_plot(tiny_run):
     run = tiny_run
     cfg = load_config(run / "config.yaml")  # the resolved config loads back as it was
@@ -257,24 +117,6 @@ def test_existing_run_is_not_overwritten(tiny_run):
 
     with pytest.raises(HmerError, match="already holds a run"):
         train(load_config(tiny_run / "config.yaml"), tiny_run)
-
-
-def test_time_schedule_follows_the_elapsed_fraction_and_ends_on_the_floor():
-    param = torch.nn.Parameter(torch.zeros(1))
-    schedule = WarmupCosine(torch.optim.SGD([param], lr=1.0), 10, total_steps=1, min_lr_ratio=0.1)
-    # Past the warm-up, the rate depends on the elapsed fraction alone, not on steps taken.
-    schedule.step_count = 500
-    for progress, expected in ((0.0, 1.0), (0.5, 0.1 + 0.9 * 0.5), (1.0, 0.1), (3.0, 0.1)):
-        schedule.step(progress)
-        assert schedule.lr == pytest.approx(expected)
-        schedule.step_count = 500
-    # A budget that ends inside the warm-up still decays: the ramp multiplies the cosine.
-    short = WarmupCosine(torch.optim.SGD([param], lr=1.0), 100, total_steps=1, min_lr_ratio=0.1)
-    short.step(0.99)
-    assert short.lr == pytest.approx(0.02 * 0.1, rel=0.01)  # (2 / 100 ramp) x (near the floor)
-    restored = WarmupCosine(torch.optim.SGD([param], lr=1.0), 100, 1, min_lr_ratio=0.1)
-    restored.load_state_dict(short.state_dict())
-    assert restored.lr == short.lr
 
 
 def test_time_budget_measures_then_trains_to_the_deadline_on_a_time_schedule(tiny_data, tmp_path):
@@ -410,8 +252,6 @@ def test_samples_with_ink_are_drawn_again_from_jittered_strokes():
 
 @pytest.mark.parametrize("jitter_p", [0.0, 0.5])
 def test_training_keeps_online_ink_only_when_strokes_are_jittered(tmp_path, jitter_p):
-    from test_datasets import write_inkml
-
     from hmer.engine.data import build_data
 
     for i in range(8):

@@ -78,8 +78,9 @@ def _preview(args: argparse.Namespace) -> int:
     import cv2
 
     from hmer.data.augment import AugmentConfig, build_augment, preview_grid
-    from hmer.data.datasets import atomic_write, load_samples
+    from hmer.data.datasets import load_samples
     from hmer.errors import DataError
+    from hmer.io import atomic_write_bytes
 
     samples, report = load_samples(
         args.path, args.split, workers=args.workers, limit=args.n, subset_seed=args.seed
@@ -92,7 +93,7 @@ def _preview(args: argparse.Namespace) -> int:
     ok, png = cv2.imencode(".png", sheet)
     if not ok:
         raise DataError("cannot encode the preview as PNG", args.out)
-    atomic_write(Path(args.out), png.tobytes())
+    atomic_write_bytes(args.out, png.tobytes())
     print(f"wrote {args.out}: {len(samples)} samples x (original + {args.variants} augmented)")
     if report.count:
         print(report)

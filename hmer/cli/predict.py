@@ -20,10 +20,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hmer import paths
 from hmer.card import read_low_score
 from hmer.errors import HmerError
+from hmer.runtime.device import default_device
 
-#: Files a folder argument expands to (the readers of hmer.data.preprocess.load_image).
+#: Files a folder argument expands to (the readers of hmer.data.inkml.load_image).
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".inkml")
 #: Images preprocessed and decoded together (bounded memory for long lists).
 CHUNK = 32
@@ -95,8 +97,6 @@ def choose_engine(args: argparse.Namespace) -> str:
     attention = getattr(args, "attention", None)  # hmer serve has no --attention
     engine = "onnx" if args.onnx is not None and args.engine == "auto" else args.engine
     if engine == "auto":
-        from hmer.recognize import default_device
-
         usable = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
         on_cpu = (args.device if args.device != "auto" else default_device()) == "cpu"
         engine = "onnx" if usable and on_cpu and attention is None else "torch"
@@ -116,14 +116,13 @@ def choose_engine(args: argparse.Namespace) -> str:
 def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
     """The recognizer that :func:`choose_engine`'s ``engine`` and the model options name."""
     if engine == "onnx":
-        from hmer.export import OnnxRecognizer, cached_export
-        from hmer.recognize import shipped_model
+        from hmer.runtime.onnx import OnnxRecognizer
 
         try:
             if args.onnx is not None:
                 return OnnxRecognizer(args.onnx)
-            checkpoint = args.checkpoint if args.checkpoint is not None else shipped_model()
-            return OnnxRecognizer(cached_export(checkpoint, announce=_announce_export))
+            checkpoint = args.checkpoint if args.checkpoint is not None else paths.shipped_model()
+            return OnnxRecognizer.from_checkpoint(checkpoint, announce=_announce_export)
         except HmerError:  # the file or the options: PyTorch would fail alike
             raise
         except Exception as error:  # the exporter or onnxruntime itself
@@ -133,7 +132,7 @@ def load_recognizer(args: argparse.Namespace, engine: str) -> Any:
                 raise HmerError(message) from error
             # auto is never worse than PyTorch: a model that will not export is read with it.
             print(f"hmer: note: ONNX failed ({error}); reading with PyTorch", file=sys.stderr)
-    from hmer.recognize import Recognizer
+    from hmer.runtime.recognize import Recognizer
 
     device = None if args.device == "auto" else args.device
     if args.checkpoint is not None:
@@ -201,11 +200,9 @@ def run_predict(args: argparse.Namespace) -> int:
 def model_file(args: argparse.Namespace) -> Path | None:
     """The checkpoint that ``args`` read with (its card says what its scores mean): the
     ``--checkpoint``, else the shipped model; None for an ``--onnx`` folder."""
-    from hmer.recognize import default_model_path
-
     if args.checkpoint is not None:
         return args.checkpoint
-    return None if args.onnx is not None else default_model_path()
+    return None if args.onnx is not None else paths.default_model_path()
 
 
 def _read_stdin() -> Any:
@@ -227,7 +224,7 @@ def _draw(
     """Write the ``--show`` and ``--attention`` pictures of one image (read from ``source``,
     ``path`` or the picture from standard input), saying where."""
     if show_path is not None:
-        from hmer.recognize import read_input
+        from hmer.runtime.inputs import read_input
         from hmer.viz import draw_prediction
 
         picture = read_input(source, recognizer.render_config)
@@ -244,8 +241,8 @@ def _draw(
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from hmer.export import export_onnx
-    from hmer.recognize import Recognizer
+    from hmer.runtime.export import export_onnx
+    from hmer.runtime.recognize import Recognizer
 
     if args.checkpoint is not None:
         recognizer = Recognizer.from_checkpoint(args.checkpoint, "cpu")
@@ -319,7 +316,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export the model to ONNX (encoder + one cached decoder step)",
         description="Write encoder.onnx, decoder_step.onnx and model.json (vocabulary, config) "
-        "to DIR; hmer.export.OnnxRecognizer decodes with them using onnxruntime + numpy.",
+        "to DIR; hmer.runtime.onnx.OnnxRecognizer decodes with them using onnxruntime + numpy.",
     )
     p.add_argument("--onnx", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument(

@@ -51,8 +51,8 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
 def run_train(args: argparse.Namespace, started: float | None = None) -> int:
     """Exit code: 0 when the run finished, 128 + signal number when SIGINT/SIGTERM stopped it."""
     started = time.monotonic() if started is None else started
+    from hmer.checkpoint import load_checkpoint
     from hmer.config import apply_overrides, config_from_dict, load_config
-    from hmer.engine.checkpoint import load_checkpoint
     from hmer.engine.distributed import shutdown
     from hmer.engine.train import train
     from hmer.errors import ConfigError
@@ -128,7 +128,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from hmer.engine.checkpoint import export_weights
+    from hmer.checkpoint import export_weights
 
     out = export_weights(args.checkpoint, args.out)
     print(f"{out} ({out.stat().st_size / 1e6:.1f} MB, fp16)")
@@ -138,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
 def _model_info(args: argparse.Namespace) -> int:
     from hmer.config import load_config
     from hmer.data.vocab import Vocab
-    from hmer.engine.train import build_model
+    from hmer.engine.build import build_model
     from hmer.model.summary import summary
 
     cfg = load_config(args.config, args.overrides)

@@ -1,6 +1,7 @@
 """Data: from handwriting (online ink or pictures) to padded batches of images and tokens.
 
-- ``inkml``: parse CROHME InkML, render ink at a normalized glyph scale.
+- ``inkml``: parse CROHME InkML, render ink at a normalized glyph scale; ``load_image`` reads
+  any input file (picture or InkML) as pixels.
 - ``preprocess``: THE image path (training and inference): any picture -> ink 255 on 0, cropped,
   glyph-scale normalized.
 - ``latex`` / ``vocab``: canonical LaTeX tokens and their ids.

@@ -16,11 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import Sampler
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Canvases:
         return -(-max(1, tokens) // self.length_step) * self.length_step
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class BucketBatchSampler:
     """Batches of dataset indices grouped by image size, capped in padded pixels.
 
     Per epoch: indices are sorted by (height bucket, width), both jittered by a random factor
@@ -347,6 +348,8 @@ def collate(items: list[tuple[Any, ...]], pad_id: int, pad_multiple: int = 1) ->
         image_mask[i, :h, :w] = False
         tokens[i, : len(ids)] = ids
         lengths[i] = len(ids)
+    import torch  # the batch's tensors; the samplers above serve the torch-free runtime too
+
     return Batch(
         torch.from_numpy(images),
         torch.from_numpy(image_mask),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import inspect
 import io
 import multiprocessing
 import multiprocessing.context
@@ -39,9 +40,11 @@ import cv2
 import numpy as np
 
 from hmer.data.inkml import RenderConfig, parse_inkml, render_traces
+from hmer.data.latex import normalize_latex
 from hmer.data.preprocess import IMAGE_SUFFIXES, PreprocessConfig, decode_image
 from hmer.data.preprocess import preprocess as preprocess_image
-from hmer.errors import DataError
+from hmer.errors import DataError, LatexError
+from hmer.io import atomic_write_bytes
 from hmer.paths import CROHME_ENV, crohme_root
 
 if TYPE_CHECKING:
@@ -421,12 +424,11 @@ def _read_member(zip_path: str, member: str) -> bytes:
 
 @functools.cache
 def _code_digest() -> bytes:
-    """Digest of the code that makes cached images: editing it invalidates the cache."""
-    from hmer.data import inkml, preprocess
-
+    """Digest of the code that makes cached images (the source files of the renderer and of the
+    preprocessor): editing it invalidates the cache."""
     digest = hashlib.sha1(b"hmer-cache-1")
-    for module in (inkml, preprocess):
-        digest.update(Path(module.__file__).read_bytes())
+    for function in (render_traces, preprocess_image):
+        digest.update(Path(inspect.getfile(function)).read_bytes())
     return digest.digest()
 
 
@@ -447,25 +449,10 @@ def _cache_load(cache_dir: str, key: str) -> tuple[np.ndarray, str] | None:
         return None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except OSError as error:
-        temp.unlink(missing_ok=True)
-        raise DataError(f"cannot write ({error.strerror or error})", path) from None
-
-
 def _cache_store(cache_dir: str, key: str, image: np.ndarray, label: str) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, image=image, label=np.array(label))
-    atomic_write(Path(cache_dir, key[:2], f"{key}.npz"), buffer.getvalue())
+    atomic_write_bytes(Path(cache_dir, key[:2], f"{key}.npz"), buffer.getvalue())
 
 
 @dataclass(frozen=True)
@@ -478,9 +465,6 @@ class _Settings:
 
 
 def _tokens(item: _Item, label: str | None, source: str) -> list[str]:
-    from hmer.data.latex import normalize_latex
-    from hmer.errors import LatexError
-
     if item.kind == "caption":
         tokens = (label or "").split()
         if not tokens:
@@ -703,10 +687,10 @@ def write_bttr_layout(
         ok, png = cv2.imencode(".png", np.ascontiguousarray(image))
         if not ok:
             raise DataError(f"sample {name!r}: cannot encode image {image.shape}", folder)
-        atomic_write(folder / f"{name}.png", png.tobytes())
+        atomic_write_bytes(folder / f"{name}.png", png.tobytes())
         lines.append(f"{name}\t{' '.join(tokens)}\n")
     caption = folder / "caption.txt"
-    atomic_write(caption, "".join(lines).encode())
+    atomic_write_bytes(caption, "".join(lines).encode())
     return caption
 
 

@@ -7,6 +7,9 @@ The render scale comes from the ink itself (:func:`ink_symbol_height`, then chec
 image measure :func:`hmer.data.preprocess.glyph_height`), not from the expression's bounding box,
 so a typical glyph gets ``symbol_height`` pixels whether the expression is ``x`` or a three-line
 integral. That is what makes training renders look like preprocessed user images.
+
+:func:`load_image` reads any input file, picture or InkML, as pixels. It lives here, above
+:mod:`hmer.data.preprocess` (which this module builds on), so imports go one way only.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hmer.data.preprocess import fit_scale, glyph_height
+from hmer.data.preprocess import decode_image, fit_scale, glyph_height
 from hmer.errors import DataError
 
 #: Fixed-point bits used for sub-pixel coordinates in cv2 drawing calls.
@@ -268,3 +271,22 @@ def render_traces(traces: Sequence[np.ndarray], cfg: RenderConfig = RenderConfig
     if not shrunk and glyph > 0 and abs(glyph / cfg.symbol_height - 1) > _REDRAW_TOLERANCE:
         image, _ = _draw(points, starts, scale * cfg.symbol_height / glyph, cfg)
     return image
+
+
+def load_image(path: str | Path, render: RenderConfig | None = None) -> np.ndarray:
+    """Read an input file as pixels: a picture as stored (uint8/uint16 ``(H, W)``, RGB
+    ``(H, W, 3)`` or RGBA), an ``.inkml`` file rendered with ``render`` (default
+    ``RenderConfig()``; uint8, ink 255 on 0). Feed the result to
+    :func:`hmer.data.preprocess.preprocess`.
+
+    Raises:
+        DataError: missing, unreadable or undecodable file (the message names it).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".inkml":
+        return render_traces(parse_inkml(path).traces, render or RenderConfig())
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read image ({error.strerror or error})", path) from None
+    return decode_image(data, path)

@@ -22,9 +22,8 @@ from hmer.errors import DataError
 if TYPE_CHECKING:
     import torch
 
-    from hmer.data.inkml import RenderConfig
-
-#: Image files :func:`load_image` reads (besides ``.inkml``).
+#: Image files :func:`decode_image` is meant for (:func:`hmer.data.inkml.load_image` reads these
+#: and ``.inkml``).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 #: Long side of the reduced copy used to estimate the background and the polarity.
@@ -331,28 +330,6 @@ def preprocess(image: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) ->
     )
 
 
-def load_image(path: str | Path, render: RenderConfig | None = None) -> np.ndarray:
-    """Read an image file as stored: uint8/uint16 ``(H, W)``, RGB ``(H, W, 3)`` or RGBA.
-
-    ``.inkml`` files are rendered with ``render`` (default ``RenderConfig()``; ink 255 on 0).
-    Feed the result to :func:`preprocess`.
-
-    Raises:
-        DataError: missing, unreadable or undecodable file (the message names it).
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".inkml":
-        # Imported here: inkml builds on this module (renders aim at glyph_height).
-        from hmer.data.inkml import RenderConfig, parse_inkml, render_traces
-
-        return render_traces(parse_inkml(path).traces, render or RenderConfig())
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read image ({error.strerror or error})", path) from None
-    return decode_image(data, path)
-
-
 #: The EXIF tag that says how a camera's stored pixels must be turned to stand upright.
 EXIF_ORIENTATION = 0x0112
 
@@ -372,7 +349,8 @@ def exif_orientation(data: bytes) -> int:
 
 
 def decode_image(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
-    """Encoded image bytes -> array as in :func:`load_image`; DataError naming ``source``.
+    """Encoded image bytes -> array as stored (uint8/uint16 ``(H, W)``, RGB or RGBA, as
+    :func:`hmer.data.inkml.load_image` returns it); DataError naming ``source``.
 
     A phone photo whose EXIF orientation says its pixels are stored turned or mirrored is
     returned upright (by OpenCV, which applies the tag unless asked for the pixels unchanged;

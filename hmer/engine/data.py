@@ -19,17 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hmer.data.augment import build_augment, fit_within, reink
+from hmer.data.batching import BucketBatchSampler, Canvases, collate
+from hmer.data.datasets import Sample, crohme_split, load_samples
+from hmer.data.preprocess import to_tensor
+from hmer.data.vocab import Vocab
 from hmer.errors import DataError
 
 if TYPE_CHECKING:
     from hmer.config import Config, DataConfig
-    from hmer.data.batching import BucketBatchSampler
-    from hmer.data.datasets import Sample
-    from hmer.data.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,6 @@ log = logging.getLogger(__name__)
 def resolve_source(name: str, split: str | None) -> tuple[Path, str | None]:
     """``"crohme"`` -> the official InkML folder for ``split``; anything else is a path as given."""
     if name == "crohme":
-        from hmer.data.datasets import crohme_split
-
         source, crohme_sub = crohme_split(split or "train")
         return Path(source), crohme_sub
     return Path(name), split
@@ -49,8 +50,6 @@ def load_split(
 ) -> list[Sample]:
     """All samples of one split, rendered/preprocessed with the run's settings (lenient loading);
     ``keep_traces``: InkML samples also keep their online ink."""
-    from hmer.data.datasets import load_samples
-
     source, sub = resolve_source(name, split)
     samples, skipped = load_samples(
         source,
@@ -103,8 +102,6 @@ def split_validation(
 
 
 def build_vocab(cfg: DataConfig, samples: Sequence[Sample]) -> Vocab:
-    from hmer.data.vocab import Vocab
-
     if cfg.vocab == "crohme":
         return Vocab.crohme()
     if cfg.vocab == "data":
@@ -155,9 +152,6 @@ class SampleDataset(Dataset):
         return [(int(s.image.shape[0]), int(s.image.shape[1])) for s in self.samples]
 
     def __getitem__(self, key: int | tuple[Any, ...]) -> tuple[Any, ...]:
-        from hmer.data.augment import fit_within
-        from hmer.data.preprocess import to_tensor
-
         index, epoch, *static = key if isinstance(key, tuple) else (key, None)
         sample = self.samples[index]
         image = sample.image
@@ -261,9 +255,6 @@ def build_data(
 
     ``vocab``: the vocabulary to use (a resumed run's); None builds it from ``cfg.data.vocab``.
     """
-    from hmer.data.augment import build_augment, reink
-    from hmer.data.batching import BucketBatchSampler, Canvases, collate
-
     data_cfg = cfg.data
     reink_p = cfg.augment.jitter_p if data_cfg.augment and cfg.augment.enabled else 0.0
     everything = load_split(
@@ -320,8 +311,6 @@ def build_data(
     batches = EpochBatches(bucket)
     workers = data_cfg.num_workers
     if workers > 0:
-        import cv2
-
         # OpenCV's own thread pool, times every worker, oversubscribes the cores just like torch's
         # threads (see _seed_worker). Set in this process, before the workers fork: a forked
         # child must not touch the pool setting itself.

@@ -18,13 +18,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from tqdm.auto import tqdm
 
+from hmer.checkpoint import load_model
+from hmer.data.batching import BucketBatchSampler, collate
+from hmer.data.datasets import Sample, load_samples
+from hmer.data.preprocess import to_tensor
+from hmer.data.vocab import Vocab
 from hmer.engine import distributed
+from hmer.errors import DataError
+from hmer.io import atomic_write_text
+from hmer.metrics import equivalence_exprate, exprate, expression_table
+from hmer.paths import crohme_root
+from hmer.search.torch_backend import beam_search, greedy
 
 if TYPE_CHECKING:
     from hmer.config import DecodeConfig
-    from hmer.data.datasets import Sample
-    from hmer.data.vocab import Vocab
 
 
 @dataclass
@@ -50,8 +59,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 def eval_batches(samples: Sequence[Sample], batch_pixels: int, max_batch: int) -> list[list[int]]:
     """Indices of ``samples`` grouped into pixel-capped batches of similar image sizes."""
-    from hmer.data.batching import BucketBatchSampler
-
     sizes = [tuple(s.image.shape[:2]) for s in samples]
     sampler = BucketBatchSampler(sizes, max_pixels=batch_pixels, max_batch=max_batch, shuffle=False)
     return [list(batch) for batch in sampler]
@@ -77,10 +84,6 @@ def decode_samples(
 
     Under torchrun every rank decodes ``samples[rank::world_size]`` and all ranks get all results.
     """
-    from hmer.data.batching import collate
-    from hmer.data.preprocess import to_tensor
-    from hmer.decode import beam_search, greedy
-
     if method not in ("greedy", "beam"):
         raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
     device = torch.device(device)
@@ -97,8 +100,6 @@ def decode_samples(
     local: dict[int, tuple[list[str], float]] = {}
     bar = None
     if progress and distributed.is_main():
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(mine), desc=f"decode ({method})", unit="expr", leave=False)
     try:
         for batch_idx in batches:
@@ -149,8 +150,6 @@ def evaluate_samples(
     progress: bool = False,
 ) -> EvalResult:
     """Decode ``samples`` and score them against their canonical tokens (ExpRate, <=1, <=2)."""
-    from hmer.metrics import equivalence_exprate, exprate, expression_table
-
     start = time.perf_counter()
     decoded = decode_samples(
         model,
@@ -221,8 +220,6 @@ def write_results(
     out_dir: str | Path, results: Sequence[EvalResult], extra: dict[str, Any] | None = None
 ) -> Path:
     """``out_dir/results.json`` (metrics per split) + ``out_dir/predictions_<split>.tsv``."""
-    from hmer.engine.checkpoint import atomic_write_text
-
     out_dir = Path(out_dir)
     for result in results:
         atomic_write_text(out_dir / f"predictions_{result.split}.tsv", rows_to_tsv(result.rows))
@@ -275,13 +272,7 @@ def evaluate_checkpoint(
     to ``out_dir`` (default: beside the checkpoint) as TSV, with ``results.json``.
     ``workers``: processes rendering InkML (None: all cores).
     """
-    from hmer.data.datasets import load_samples
-    from hmer.engine.checkpoint import load_model
-    from hmer.engine.distributed import resolve_device
-    from hmer.errors import DataError
-    from hmer.paths import crohme_root
-
-    dev = resolve_device(device)
+    dev = distributed.resolve_device(device)
     model, vocab, config = load_model(checkpoint, dev)
     if beam is not None:
         config.decode.beam = beam

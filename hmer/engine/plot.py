@@ -11,7 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
 from hmer.errors import HmerError
+from hmer.io import atomic_open
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -36,21 +40,15 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     Left: training loss (log scale) and learning rate; right: validation ExpRate, with the final
     test ExpRates as labelled dots at the last step.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
-
-    from hmer.engine.checkpoint import atomic_open
-
     run_dir = Path(run_dir)
     records = read_metrics(run_dir / "metrics.jsonl")
     train = [r for r in records if r.get("kind") == "train" and "loss" in r]
     val = [r for r in records if r.get("kind") == "val" and "exprate" in r]
     test = [r for r in records if r.get("kind") == "test" and "exprate" in r]
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    # A bare Figure (no pyplot): no global backend or figure registry, so nothing to close.
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
     if train:
         steps = [r["step"] for r in train]
         ax_loss.plot(steps, [r["loss"] for r in train], color="tab:blue", label="train loss")
@@ -84,5 +82,4 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else run_dir / "curves.png"
     with atomic_open(out, "wb") as handle:
         fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
     return out

@@ -16,18 +16,19 @@ the weights that were best on validation.
 The step is free of host-device syncs: the loss is accumulated on the device and read every
 ``log_every`` steps, the learning rate is a Python float, and the stop / deadline checks read
 host clocks and flags only.
+
+This module is the algorithm; its parts are units of their own: the plan and the run's clock
+(:mod:`hmer.engine.budget`), the learning rate (:mod:`hmer.engine.schedule`), the EMA, the model
+and optimizer (:mod:`hmer.engine.build`), device batches (:mod:`hmer.engine.batches`) and what is
+recorded (:mod:`hmer.engine.metrics_log`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
-import json
 import math
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -37,278 +38,36 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from hmer.checkpoint import check_vocab, load_checkpoint, load_state_dict_checked, save_checkpoint
 from hmer.engine import distributed
-from hmer.engine.checkpoint import (
-    check_vocab,
-    load_checkpoint,
-    load_state_dict_checked,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
+from hmer.engine.batches import device_batches, resident_batches, warm_shapes
+from hmer.engine.budget import (
+    Plan,
+    RunClock,
+    StepTimer,
+    measuring_plan,
+    plan_time_budget,
+    probe_length,
+    save_seconds,
+    step_plan,
+    sync,
+    too_few_steps,
 )
+from hmer.engine.build import build_model, build_optimizer, init_weights
+from hmer.engine.ema import Ema
 from hmer.engine.evaluate import autocast, evaluate_samples, format_table, write_results
+from hmer.engine.metrics_log import MetricsLog, Phases, TrainWindow, weights_digest
+from hmer.engine.rng import rng_state, set_rng_state
+from hmer.engine.schedule import WarmupCosine
+from hmer.engine.signals import StopSignals
 from hmer.errors import CheckpointError, HmerError
 
 if TYPE_CHECKING:
     from hmer.config import Config
     from hmer.data.datasets import Sample
-    from hmer.data.vocab import Vocab
-    from hmer.engine.device_data import DeviceData
 
-
-# ----------------------------------------------------------------------------- schedule, EMA
-
-
-class WarmupCosine:
-    """Learning rate: a linear warm-up ramp times a cosine from the base rate down to
-    ``min_lr_ratio`` x base (and flat after).
-
-    The cosine follows a *progress* fraction in [0, 1]. Without one (step schedules: epochs or
-    ``train.max_steps``) progress is counted in steps after the warm-up, up to ``total_steps``,
-    and the warm-up is capped at a fifth of them. Time budgets pass the elapsed fraction of the
-    training time instead, so a machine that slows down mid-run still ends on the floor rather
-    than half-decayed; there the ramp multiplies the cosine, so even a budget that ends inside
-    the warm-up decays.
-    """
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        warmup_steps: int,
-        total_steps: int,
-        min_lr_ratio: float = 0.01,
-    ):
-        self.optimizer = optimizer
-        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-        self.min_lr_ratio = min_lr_ratio
-        self.step_count = 0
-        self.progress: float | None = None
-        self._apply()
-
-    def factor(self, step: int, progress: float | None = None) -> float:
-        if progress is None:
-            warmup = max(1, min(self.warmup_steps, self.total_steps // 5))
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, self.total_steps - warmup)
-            ramp = 1.0
-        else:
-            ramp = min(1.0, (step + 1) / max(1, self.warmup_steps))
-        progress = min(1.0, max(0.0, progress))
-        cosine = 0.5 * (1 + math.cos(math.pi * progress))
-        return ramp * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
-
-    def _apply(self) -> None:
-        f = self.factor(self.step_count, self.progress)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * f
-
-    def step(self, progress: float | None = None) -> None:
-        """One optimizer step done; ``progress``: elapsed fraction of a time-based schedule."""
-        self.step_count += 1
-        self.progress = progress
-        self._apply()
-
-    def set_total(self, total_steps: int, progress: float | None = None) -> None:
-        """A new planned step total (and, for time schedules, the elapsed fraction now)."""
-        self.total_steps = total_steps
-        self.progress = progress
-        self._apply()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "step_count": self.step_count,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-            "min_lr_ratio": self.min_lr_ratio,
-            "base_lrs": list(self.base_lrs),
-            "progress": self.progress,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step_count = int(state["step_count"])
-        self.warmup_steps = int(state["warmup_steps"])
-        self.total_steps = int(state["total_steps"])
-        self.min_lr_ratio = float(state["min_lr_ratio"])
-        self.base_lrs = [float(x) for x in state["base_lrs"]]
-        self.progress = state.get("progress")
-        self._apply()
-
-
-class Ema:
-    """Exponential moving average of a model's weights (buffers are copied, not averaged).
-
-    The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` so short runs are not dominated by
-    the random initialisation. The update is one fused ``_foreach_lerp_`` with no host sync.
-    """
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay = decay
-        self.updates = 0
-        self._ema_params = [p for p in self.module.parameters()]
-        self._ema_buffers = [b for b in self.module.buffers()]
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(self._ema_params, params, 1.0 - decay)
-        for mine, theirs in zip(self._ema_buffers, model.buffers(), strict=True):
-            mine.copy_(theirs)
-        self.updates += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"updates": self.updates}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.updates = int(state["updates"])
-
-
-# ----------------------------------------------------------------------------- plan
-
-#: Seconds reserved at the end of a budgeted run for results.json, the TSVs and the plot.
-FINISH_S = 3.0
-#: Fewer planned steps than this cannot teach a model anything: a budgeted run says so.
-TOO_FEW_STEPS = 300
-#: Most of a time budget that periodic validation may take (its interval is raised to fit).
-VAL_SHARE = 0.03
 #: Greedy validation stops this many tokens past the longest training target.
 VAL_LEN_MARGIN = 8
-
-
-@dataclass
-class Plan:
-    """How many optimizer steps the run takes, and why.
-
-    ``deadline_s`` (time budgets only): seconds after the run started when training must stop so
-    that the final validation, test evaluation and saving still fit. ``val_every`` (time budgets
-    only): the validation interval, raised from ``train.val_every`` where validating that often
-    would take more than ``VAL_SHARE`` of the budget.
-    """
-
-    total_steps: int
-    steps_per_epoch: int
-    how: str
-    budget_s: float | None = None
-    step_s: float | None = None
-    val_s: float | None = None
-    test_s: float | None = None
-    save_s: float | None = None
-    finish_s: float | None = None
-    safety_s: float | None = None
-    deadline_s: float | None = None
-    val_every: int | None = None
-
-    def describe(self) -> str:
-        epochs = self.total_steps / max(1, self.steps_per_epoch)
-        head = (
-            f"plan: {self.total_steps:,} steps (~{epochs:.1f} epochs of {self.steps_per_epoch:,})"
-        )
-        if self.how != "time_budget":
-            return f"{head}, from {self.how}"
-        return (
-            f"{head} to fit the {self.budget_s:.0f}s budget: {self.step_s * 1000:.1f} ms/step "
-            f"measured; reserved {self.val_s:.1f}s per validation, {self.test_s:.1f}s final test "
-            f"(beam), {self.save_s:.1f}s per save, {self.finish_s:.1f}s results and plot, "
-            f"{self.safety_s:.1f}s safety; training stops by "
-            f"t={self.deadline_s:.0f}s"
-        )
-
-
-def plan_budget(
-    *,
-    budget_s: float,
-    elapsed_s: float,
-    step: int,
-    step_s: float,
-    val_s: float,
-    val_every: int,
-    test_s: float,
-    save_s: float,
-    ckpt_every: int,
-    finish_s: float,
-    safety: float,
-) -> tuple[int, float]:
-    """(total steps, training deadline in seconds since start) for a time budget.
-
-    Everything after the deadline is reserved: one final validation, the test evaluation, the
-    last saves (``save_s`` each: last.pt and best.pt), ``finish_s`` for results and the plot, and
-    a ``safety`` fraction of the budget. Steps before it also pay for periodic validation and
-    checkpoints, spread per step.
-    """
-    safety_s = safety * budget_s
-    deadline = budget_s - safety_s - test_s - val_s - 2 * save_s - finish_s
-    per_step = step_s
-    if val_every > 0:
-        per_step += val_s / val_every
-    if ckpt_every > 0:
-        per_step += save_s / ckpt_every
-    more = max(0, math.floor((deadline - elapsed_s) / per_step)) if per_step > 0 else 0
-    return step + more, deadline
-
-
-# ----------------------------------------------------------------------------- signals, logs
-
-
-class StopSignals:
-    """SIGTERM / SIGINT set a flag; the loop saves ``last.pt`` and returns at the next step.
-
-    A second SIGINT raises KeyboardInterrupt at once (an impatient Ctrl-C still works).
-    Installed only in the main thread (where Python allows handlers).
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-class MetricsLog:
-    """``metrics.jsonl``: one JSON object per line, appended and flushed (rank 0 only)."""
-
-    def __init__(self, path: Path | None):
-        self.handle = open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.handle is not None:
-            self.handle.write(json.dumps(record) + "\n")
-            self.handle.flush()
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of all parameters and buffers (name order): equal digests = identical weights."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(
-            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        )
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -324,45 +83,6 @@ class RunResult:
     best_val_exprate: float | None
     test: dict[str, dict[str, float]]
     signum: int | None = None
-
-
-def build_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW (fused on CUDA) or Adadelta; no weight decay on biases and norm weights (ndim < 2)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.train.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    name = cfg.train.optimizer.lower()
-    if name == "adamw":
-        beta1, beta2 = (float(b) for b in cfg.train.betas)
-        return torch.optim.AdamW(
-            groups,
-            lr=cfg.train.lr,
-            betas=(beta1, beta2),
-            eps=cfg.train.eps,
-            fused=device.type == "cuda",
-        )
-    if name == "adadelta":
-        return torch.optim.Adadelta(groups, lr=cfg.train.lr, eps=cfg.train.eps)
-    raise HmerError(f"train.optimizer must be 'adamw' or 'adadelta', got {cfg.train.optimizer!r}")
-
-
-def build_model(cfg: Config, vocab: Vocab) -> nn.Module:
-    from hmer.model.hmer_model import HmerModel
-
-    return HmerModel(
-        cfg.model, len(vocab), pad_id=vocab.pad_id, sos_id=vocab.sos_id, eos_id=vocab.eos_id
-    )
-
-
-def _init_weights(model: nn.Module, path: str, vocab: Vocab) -> None:
-    """Load ``path``'s inference weights into ``model`` (CheckpointError naming the file when
-    the vocabulary or the model's shape differs). Exported fp16 weights are cast on copy."""
-    payload = load_checkpoint(path)
-    check_vocab(payload, vocab, path)
-    load_state_dict_checked(model, payload["model"], path)
 
 
 def train(
@@ -405,38 +125,72 @@ class _Run:
     """The state of one training run (one per process) and the phases :func:`train` calls."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, started: float):
-        from hmer.config import config_to_dict, parse_duration, save_config
-        from hmer.engine.data import build_data
+        from hmer.config import config_to_dict, parse_duration
 
-        self.cfg, self.dir, self.started = cfg, run_dir, started
-        #: Wall seconds by phase (startup, data, training, validation, saving, test, finish).
-        self.phases: dict[str, float] = {"startup": time.monotonic() - started}
+        self.cfg, self.dir = cfg, run_dir
+        self.phases = Phases(startup=time.monotonic() - started)
+        #: The run's clock (a resumed run keeps the one its earlier processes ran on).
+        self.clock = RunClock(started)
         self.dist = distributed.init_distributed(cfg.train.device)
         self.device, self.main = self.dist.device, self.dist.is_main
-        torch.manual_seed(cfg.train.seed)
-        if cfg.train.threads is not None:
-            torch.set_num_threads(cfg.train.threads)
+        self._set_up_torch()
+        payload = self._open_run_dir(resume)
+        self._load_data(payload)
+        self.config_dict, self.vocab_dict = config_to_dict(cfg), self.vocab.to_dict()
+        self._build_model(payload)
+        self.plan = step_plan(cfg.train.max_steps, cfg.train.epochs, len(self.data.batches))
+        self.scheduler = WarmupCosine(
+            self.optimizer, cfg.train.warmup_steps, self.plan.total_steps, cfg.train.min_lr_ratio
+        )
+        self.step = self.epoch = self.batches_done = self.samples_seen = 0
+        self.validated_at = -1
+        self.best: float | None = None
+        #: The weights that scored best on validation, on every rank (the final test decodes them).
+        self.best_state: dict[str, torch.Tensor] | None = None
+        if payload is not None:
+            self._restore(payload)
+        self.train_model = self._wrap_for_training()
+        self.budget_s = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
+        if self.budget_s is not None and self.plan.how == "time_budget":
+            self.plan.rebudget(self.budget_s)
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl" if self.main else None)
+        self._announce(resumed=payload is not None)
+
+    def _set_up_torch(self) -> None:
+        cfg = self.cfg.train
+        torch.manual_seed(cfg.seed)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         if self.device.type == "cuda":
             # TF32 for whatever runs in fp32 outside autocast; cuDNN autotuning when asked.
             torch.set_float32_matmul_precision("high")
-            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
+            torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+
+    def _open_run_dir(self, resume: bool) -> dict[str, Any] | None:
+        """The checkpoint to resume from (None for a new run); writes ``config.yaml``."""
+        from hmer.config import save_config
 
         payload = None
         if resume:
-            payload = load_checkpoint(run_dir / "last.pt", need_train_state=True)
-        elif self.main and (run_dir / "last.pt").exists():
+            payload = load_checkpoint(self.dir / "last.pt", need_train_state=True)
+        elif self.main and (self.dir / "last.pt").exists():
             raise HmerError(
-                f"{run_dir} already holds a run (last.pt): use --resume or another --out"
+                f"{self.dir} already holds a run (last.pt): use --resume or another --out"
             )
         if self.main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
+            self.dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.dir / "config.yaml")
         distributed.barrier()
+        return payload
 
+    def _load_data(self, payload: dict[str, Any] | None) -> None:
+        """The data sets, in the resumed run's vocabulary; resident on the device when asked."""
         from hmer.data.vocab import Vocab
+        from hmer.engine.data import build_data
 
+        cfg = self.cfg
         vocab = Vocab.from_dict(payload["vocab"]) if payload is not None else None
-        with self.timed("data"):
+        with self.phases.timed("data"):
             self.data = build_data(
                 cfg,
                 rank=self.dist.rank,
@@ -452,7 +206,7 @@ class _Run:
 
             if not cfg.data.static_shapes:
                 raise HmerError("data.on_device needs data.static_shapes=true")
-            with self.timed("data"):
+            with self.phases.timed("data"):
                 self.device_data = DeviceData(
                     self.data.train,
                     self.data.batches.sampler,
@@ -464,14 +218,16 @@ class _Run:
         longest = max((len(ids) for ids in self.data.train.ids), default=0)
         #: Greedy validation never runs past this (an untrained model rarely stops by itself).
         self.val_max_len = min(cfg.decode.max_len, longest + VAL_LEN_MARGIN)
-        self.config_dict, self.vocab_dict = config_to_dict(cfg), self.vocab.to_dict()
 
+    def _build_model(self, payload: dict[str, Any] | None) -> None:
+        """The model (with ``train.init_from``'s weights for a new run), its EMA and optimizer."""
+        cfg = self.cfg
         self.memory_format = (
             torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         )
         self.model = build_model(cfg, self.vocab)
         if payload is None and cfg.train.init_from:
-            _init_weights(self.model, cfg.train.init_from, self.vocab)
+            init_weights(self.model, cfg.train.init_from, self.vocab)
         self.model.to(self.device, memory_format=self.memory_format)
         self.ema = Ema(self.model, cfg.train.ema_decay) if cfg.train.ema else None
         if self.dist.distributed:
@@ -480,68 +236,47 @@ class _Run:
         #: The weights validation and test decode: the EMA ones when EMA is on.
         self.eval_model = self.ema.module if self.ema is not None else self.model
         self.optimizer = build_optimizer(self.model, cfg, self.device)
-        steps_per_epoch = len(self.data.batches)
-        if cfg.train.max_steps is not None:
-            self.plan = Plan(cfg.train.max_steps, steps_per_epoch, "train.max_steps")
-        else:
-            self.plan = Plan(cfg.train.epochs * steps_per_epoch, steps_per_epoch, "train.epochs")
-        self.scheduler = WarmupCosine(
-            self.optimizer, cfg.train.warmup_steps, self.plan.total_steps, cfg.train.min_lr_ratio
-        )
 
-        self.step = self.epoch = self.batches_done = self.samples_seen = 0
-        #: Seconds this run had spent in earlier processes (a resumed run keeps its clock).
-        self.clock_offset = 0.0
-        #: When training began on the run's clock (time budgets: the schedule's zero).
-        self.train_start_s: float | None = None
-        self.validated_at = -1
-        self.best: float | None = None
-        #: The weights that scored best on validation, on every rank (the final test decodes them).
-        self.best_state: dict[str, torch.Tensor] | None = None
-        if payload is not None:
-            self._restore(payload)
-
-        self.train_model: nn.Module = self.model
+    def _wrap_for_training(self) -> nn.Module:
+        """The module the step calls: the model, in DDP when distributed, compiled when asked."""
+        cfg = self.cfg
+        train_model: nn.Module = self.model
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.train_model = DistributedDataParallel(
+            train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         if cfg.train.compile:
-            self.train_model = torch.compile(
-                self.train_model,
+            train_model = torch.compile(
+                train_model,
                 mode=cfg.train.compile_mode,
                 dynamic=not cfg.data.static_shapes,  # static canvases: one graph per shape
             )
+        return train_model
 
-        self.budget_s = parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None
-        if self.budget_s is not None and self.plan.how == "time_budget":
-            # A resumed budgeted run keeps its clock and schedule; a new budget moves the stop.
-            p = self.plan
-            p.deadline_s = self.budget_s - (
-                p.test_s + p.val_s + 2 * p.save_s + p.finish_s + p.safety_s
-            )
-
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl" if self.main else None)
-        tests = ", ".join(f"{k}: {len(v)}" for k, v in self.data.tests.items()) or "none"
+    def _announce(self, resumed: bool) -> None:
+        """Say what the run trains on; a new run's ``start`` record."""
+        data = self.data
+        parameters = sum(p.numel() for p in self.model.parameters())
+        tests = ", ".join(f"{k}: {len(v)}" for k, v in data.tests.items()) or "none"
         _say(
-            f"{run_dir}: {len(self.data.train)} train / {len(self.data.val)} validation "
-            f"expressions, tests {tests}; {sum(p.numel() for p in self.model.parameters()):,} "
+            f"{self.dir}: {len(data.train)} train / {len(data.val)} validation "
+            f"expressions, tests {tests}; {parameters:,} "
             f"parameters on {self.device} x{self.dist.world_size}"
-            + (f"; resuming at step {self.step}" if payload is not None else "")
+            + (f"; resuming at step {self.step}" if resumed else "")
         )
-        if payload is None:
+        if not resumed:
             self.log(
                 {
                     "kind": "start",
                     "world_size": self.dist.world_size,
                     "device": str(self.device),
-                    "train_samples": len(self.data.train),
-                    "val_samples": len(self.data.val),
-                    "test_samples": {k: len(v) for k, v in self.data.tests.items()},
+                    "train_samples": len(data.train),
+                    "val_samples": len(data.val),
+                    "test_samples": {k: len(v) for k, v in data.tests.items()},
                     "vocab_size": len(self.vocab),
-                    "parameters": sum(p.numel() for p in self.model.parameters()),
+                    "parameters": parameters,
                 }
             )
 
@@ -574,37 +309,13 @@ class _Run:
             best_state = load_checkpoint(self.dir / "best.pt", expected_vocab=self.vocab)["model"]
         self.best_state = distributed.broadcast_object(best_state)
         set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
-        clock = state.get("clock", {})
-        self.clock_offset = float(clock.get("elapsed_s", 0.0))
-        self.train_start_s = clock.get("train_start_s")
-
-    @contextlib.contextmanager
-    def timed(self, phase: str) -> Iterator[None]:
-        """Add the wall time of the block to ``self.phases[phase]``."""
-        began = time.monotonic()
-        try:
-            yield
-        finally:
-            self.phases[phase] = self.phases.get(phase, 0.0) + time.monotonic() - began
-
-    def elapsed(self) -> float:
-        """Seconds on the run's clock: this process's time plus that of the processes before."""
-        return self.clock_offset + time.monotonic() - self.started
+        self.clock.load_state_dict(state.get("clock", {}))
 
     def schedule_progress(self) -> float | None:
-        """Elapsed fraction of the training time (time budgets), None for step schedules.
-
-        Zero until the deadline is planned (the first steps measure throughput in warm-up); one
-        when training began only after it (start-up took the whole budget).
-        """
+        """Elapsed fraction of the training window (time budgets), None for step schedules."""
         if self.budget_s is None:
             return None
-        deadline, start = self.plan.deadline_s, self.train_start_s
-        if deadline is None or start is None:
-            return 0.0
-        if deadline <= start:
-            return 1.0
-        return (self.elapsed() - start) / (deadline - start)
+        return self.clock.training_progress(self.plan.deadline_s)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.main:
@@ -612,7 +323,7 @@ class _Run:
 
     def save_last(self) -> None:
         """``last.pt``: inference weights + everything needed to continue exactly."""
-        with self.timed("saving"):
+        with self.phases.timed("saving"):
             self._save_last()
 
     def _save_last(self) -> None:
@@ -630,7 +341,7 @@ class _Run:
             "best_val_exprate": self.best,
             "samples_seen": samples,
             "rng": rngs,
-            "clock": {"elapsed_s": self.elapsed(), "train_start_s": self.train_start_s},
+            "clock": self.clock.state_dict(),
         }
         if self.ema is not None:
             state["model"] = self.model.state_dict()
@@ -646,7 +357,7 @@ class _Run:
 
     def validate(self) -> None:
         """Greedy ExpRate on the validation slice; a new best is kept in memory and as best.pt."""
-        with self.timed("validation"):
+        with self.phases.timed("validation"):
             self._validate()
 
     def _validate(self) -> None:
@@ -696,38 +407,21 @@ class _Run:
             )
 
     def warm_canvases(self) -> None:
-        """One forward + backward pass per static batch shape, before the training clock, so
-        that cuDNN autotuning (and compilation) happen here once per shape, not in the budget.
-
-        Leaves no trace: gradients are dropped, buffers (BatchNorm statistics) restored and the
-        random streams forked, so a warmed run trains exactly as an unwarmed one would.
-        """
+        """Each static batch shape run once before the training clock (see :func:`warm_shapes`),
+        unless ``train.warm_canvases`` is off."""
         sampler = self.data.batches.sampler
         if sampler.canvases is None or not self.cfg.train.warm_canvases:
             return
-        with self.timed("warmup"):
-            buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
-            devices = [self.device] if self.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                self.train_model.train()
-                for count, height, width, length in sampler.shapes():
-                    images = torch.zeros(count, 1, height, width, device=self.device)
-                    mask = torch.zeros(count, height, width, dtype=torch.bool, device=self.device)
-                    tokens = torch.full((count, length), self.vocab.unk_id, device=self.device)
-                    lengths = torch.full((count,), length, device=self.device)
-                    with autocast(self.device, self.cfg.train.precision):
-                        out = self.train_model(
-                            images.contiguous(memory_format=self.memory_format),
-                            mask,
-                            tokens,
-                            lengths,
-                        )
-                    out["loss"].backward()
-                self.model.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for name, buffer in self.model.named_buffers():
-                    buffer.copy_(buffers[name])
-            _sync(self.device)
+        with self.phases.timed("warmup"):
+            warm_shapes(
+                self.train_model,
+                self.model,
+                sampler.shapes(),
+                device=self.device,
+                token_id=self.vocab.unk_id,
+                precision=self.cfg.train.precision,
+                memory_format=self.memory_format,
+            )
         _say(
             f"warmed {len(sampler.shapes())} batch shapes in {self.phases['warmup']:.1f}s "
             "(before the training clock)"
@@ -737,116 +431,107 @@ class _Run:
         """Train to the planned step (or deadline). Returns the signal number that stopped it
         early (``signal.SIGTERM`` for ``stop_after_steps``), else None. Its wall time goes to
         ``phases["training"]``, less the validation and saving done meanwhile."""
-        began = time.monotonic()
-        inner = self.phases.get("validation", 0.0) + self.phases.get("saving", 0.0)
-        try:
+        with self.phases.timed("training", excluding=("validation", "saving")):
             return self._fit(stop_after_steps)
-        finally:
-            inner = self.phases.get("validation", 0.0) + self.phases.get("saving", 0.0) - inner
-            self.phases["training"] = (
-                self.phases.get("training", 0.0) + time.monotonic() - began - inner
-            )
 
     def _fit(self, stop_after_steps: int | None) -> int | None:
-        cfg = self.cfg.train
-        meter = None
-        if self.budget_s is not None and self.plan.how != "time_budget":
-            meter = _StepTimer(
-                self.step,
-                cfg.budget_warmup_steps,
-                cfg.budget_measure_steps,
-                self.budget_s,
-                self.started - self.clock_offset,
-                may_cut_short=not self.dist.distributed,
-            )
-            # Provisional: the real total is planned once throughput has been measured.
-            total = max(self.plan.total_steps, meter.end_at * 100)
-            self.plan = Plan(total, self.plan.steps_per_epoch, "measuring")
-            self.scheduler.set_total(self.plan.total_steps, self.schedule_progress())
-            _say(
-                f"measuring throughput over steps {meter.start_at}-{meter.end_at} to plan "
-                f"the {self.budget_s:.0f}s budget"
-            )
-        else:
-            _say(self.plan.describe())
-
-        progress = None
-        if self.main and cfg.progress:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(
-                total=self.plan.total_steps, initial=self.step, unit="step", file=sys.stderr
-            )
-        if self.train_start_s is None:
-            self.train_start_s = self.elapsed()
+        meter = self._start_measuring()
         # Time budgets train until the deadline (the step total is an estimate for the
         # progress bar); step schedules until the planned step.
         timed = self.budget_s is not None
-        window = _Window(self.device)
+        window = TrainWindow(self.device)
         local_steps = 0
+        self.clock.start_training()
         self.train_model.train()
-        with StopSignals() as signals:
-            try:
-                while timed or self.step < self.plan.total_steps:
-                    self.data.batches.set_epoch(self.epoch, skip=self.batches_done)
-                    if self.device_data is not None:
-                        batches = _resident_batches(
-                            self.device_data, self.epoch, self.memory_format
-                        )
-                    else:
-                        batches = _device_batches(
-                            self.data.loader, self.device, self.memory_format, window
-                        )
-                    for batch in batches:
-                        self._train_step(batch, window)
-                        local_steps += 1
-                        if progress is not None:
-                            progress.update(1)
-
-                        step_s = meter.update(self.step, self.device) if meter else None
-                        if step_s is not None:
-                            meter = None
-                            self.plan = self._plan_time_budget(step_s)
-                            self.scheduler.set_total(
-                                self.plan.total_steps, self.schedule_progress()
-                            )
-                            if progress is not None:
-                                progress.total = self.plan.total_steps
-                                progress.refresh()
-                            _say(self.plan.describe())
-                            self.log({"kind": "plan", "step": self.step, **asdict(self.plan)})
-                            self._warn_if_too_short()
-
-                        stop = signals.signum is not None or (
-                            stop_after_steps is not None and local_steps >= stop_after_steps
-                        )
-                        deadline = self.plan.deadline_s
-                        late = deadline is not None and self.elapsed() > deadline
-                        planned_end = not timed and self.step >= self.plan.total_steps
-                        logging_now = self.step % cfg.log_every == 0 or planned_end
-                        if self.dist.distributed:
-                            # Ranks must agree on stopping: they do so at log steps (a sync).
-                            stop, late = stop and logging_now, late and logging_now
-                        if logging_now or stop or late:
-                            stop, late = self._log_window(window, progress, stop, late)
-                        val_every = self.plan.val_every or cfg.val_every
-                        if val_every and self.step % val_every == 0:
-                            self.validate()
-                        if stop:
-                            return signals.signum or signal.SIGTERM
-                        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
-                            self.save_last()
-                        if late or planned_end:
-                            self.plan.total_steps = self.step
-                            return None
-                    self.epoch += 1
-                    self.batches_done = 0
-            finally:
-                if progress is not None:
-                    progress.close()
+        with StopSignals() as signals, self._progress_bar() as progress:
+            while timed or self.step < self.plan.total_steps:
+                for batch in self._epoch_batches(window):
+                    self._train_step(batch, window)
+                    local_steps += 1
+                    if progress is not None:
+                        progress.update(1)
+                    step_s = meter.update(self.step, self.device) if meter else None
+                    if step_s is not None:
+                        meter = None
+                        self._plan_budget(step_s, progress)
+                    stop = signals.signum is not None or (
+                        stop_after_steps is not None and local_steps >= stop_after_steps
+                    )
+                    ending = self._after_step(window, progress, stop, timed)
+                    if ending == "stopped":
+                        return signals.signum or signal.SIGTERM
+                    if ending == "done":
+                        return None
+                self.epoch += 1
+                self.batches_done = 0
         return None
 
-    def _train_step(self, batch: Any, window: _Window) -> None:
+    def _start_measuring(self) -> StepTimer | None:
+        """For a time budget not planned yet, the timer of the steps its plan is made from (a
+        provisional plan meanwhile); else None."""
+        cfg = self.cfg.train
+        if self.budget_s is None or self.plan.how == "time_budget":
+            _say(self.plan.describe())
+            return None
+        meter = StepTimer(
+            self.step,
+            cfg.budget_warmup_steps,
+            cfg.budget_measure_steps,
+            self.budget_s,
+            self.clock.origin,
+            may_cut_short=not self.dist.distributed,
+        )
+        self.plan = measuring_plan(self.plan, meter.end_at)
+        self.scheduler.set_total(self.plan.total_steps, self.schedule_progress())
+        _say(
+            f"measuring throughput over steps {meter.start_at}-{meter.end_at} to plan "
+            f"the {self.budget_s:.0f}s budget"
+        )
+        return meter
+
+    def _progress_bar(self) -> contextlib.AbstractContextManager[Any]:
+        """A tqdm bar of the steps on rank 0 with ``train.progress``, else None (as contexts)."""
+        if not (self.main and self.cfg.train.progress):
+            return contextlib.nullcontext()
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.plan.total_steps, initial=self.step, unit="step", file=sys.stderr)
+
+    def _epoch_batches(self, window: TrainWindow) -> Iterator[Any]:
+        """The rest of epoch ``self.epoch``'s batches, on the device."""
+        self.data.batches.set_epoch(self.epoch, skip=self.batches_done)
+        if self.device_data is not None:
+            return resident_batches(self.device_data, self.epoch, self.memory_format)
+        return device_batches(self.data.loader, self.device, self.memory_format, window)
+
+    def _after_step(
+        self, window: TrainWindow, progress: Any, stop: bool, timed: bool
+    ) -> str | None:
+        """Log, validate and save when due. Returns ``"stopped"`` (``stop``: a signal), ``"done"``
+        (the planned step or the deadline reached) or None (train on)."""
+        cfg = self.cfg.train
+        deadline = self.plan.deadline_s
+        late = deadline is not None and self.clock.elapsed() > deadline
+        planned_end = not timed and self.step >= self.plan.total_steps
+        logging_now = self.step % cfg.log_every == 0 or planned_end
+        if self.dist.distributed:
+            # Ranks must agree on stopping: they do so at log steps (a sync).
+            stop, late = stop and logging_now, late and logging_now
+        if logging_now or stop or late:
+            stop, late = self._log_window(window, progress, stop, late)
+        val_every = self.plan.val_every or cfg.val_every
+        if val_every and self.step % val_every == 0:
+            self.validate()
+        if stop:
+            return "stopped"
+        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+            self.save_last()
+        if late or planned_end:
+            self.plan.total_steps = self.step
+            return "done"
+        return None
+
+    def _train_step(self, batch: Any, window: TrainWindow) -> None:
         """One optimizer step. Nothing here waits for the device."""
         cfg = self.cfg.train
         with autocast(self.device, cfg.precision):
@@ -866,7 +551,7 @@ class _Run:
         self.batches_done += 1
 
     def _log_window(
-        self, window: _Window, progress: Any, stop: bool, late: bool
+        self, window: TrainWindow, progress: Any, stop: bool, late: bool
     ) -> tuple[bool, bool]:
         """Reduce the window over ranks (the one sync), log it, and agree on stopping."""
         reduced = distributed.all_reduce_metrics(
@@ -905,7 +590,7 @@ class _Run:
                     if self.device.type == "cuda"
                     else None
                 ),
-                "elapsed_s": self.elapsed(),
+                "elapsed_s": self.clock.elapsed(),
             }
         )
         if progress is not None:
@@ -913,17 +598,20 @@ class _Run:
         window.reset(now)
         return reduced["stop"] > 0, reduced["late"] > 0
 
-    def _warn_if_too_short(self) -> None:
-        """Say at the start, not after the budget, when it cannot teach the model anything."""
-        steps = self.plan.total_steps
-        if steps < TOO_FEW_STEPS:
-            message = (
-                f"warning: the budget fits only about {steps} steps; a model needs at least "
-                f"{TOO_FEW_STEPS} to learn anything (raise --time-budget, use a smaller model or "
-                "a less busy machine)"
-            )
-            _say(message)
-            self.log({"kind": "warning", "step": self.step, "message": message})
+    def _plan_budget(self, step_s: float, progress: Any) -> None:
+        """Plan the time budget from ``step_s`` seconds per step; record and announce the plan."""
+        self.plan = self._plan_time_budget(step_s)
+        self.scheduler.set_total(self.plan.total_steps, self.schedule_progress())
+        if progress is not None:
+            progress.total = self.plan.total_steps
+            progress.refresh()
+        _say(self.plan.describe())
+        self.log({"kind": "plan", "step": self.step, **asdict(self.plan)})
+        # Said at the start, not after the budget, when it cannot teach the model anything.
+        warning = too_few_steps(self.plan.total_steps)
+        if warning is not None:
+            _say(warning)
+            self.log({"kind": "warning", "step": self.step, "message": warning})
 
     def _plan_time_budget(self, step_s: float) -> Plan:
         """Measure decoding cost, then plan steps so that everything fits in the budget.
@@ -933,10 +621,7 @@ class _Run:
         """
         cfg, data = self.cfg, self.data
         world = self.dist.world_size
-        lengths = sorted(len(ids) for ids in data.train.ids)
-        # An untrained model rarely emits <eos>: cap the measured decode at a typical target
-        # length (90th percentile, +2) so that the estimate reflects a trained model.
-        typical = min(cfg.decode.max_len, lengths[int(0.9 * (len(lengths) - 1))] + 2)
+        typical = probe_length([len(ids) for ids in data.train.ids], cfg.decode.max_len)
         probe = (data.val or data.train.samples)[: cfg.decode.max_batch]
         val_s = self._decode_seconds(probe, "greedy", typical) * len(data.val) / world
         n_test = sum(len(v) for v in data.tests.values())
@@ -946,43 +631,18 @@ class _Run:
             test_s = (
                 self._decode_seconds(probe, "beam", typical) * n_test / world if n_test else 0.0
             )
-        n_values = sum(p.numel() for p in self.model.parameters())
-        save_s = 1.0 + 3 * 4 * n_values / 200e6  # weights + Adam moments, at ~200 MB/s
-
-        def fit_budget(val_every: int) -> tuple[int, float]:
-            return plan_budget(
-                budget_s=self.budget_s,
-                elapsed_s=self.elapsed(),
-                step=self.step,
-                step_s=step_s,
-                val_s=val_s,
-                val_every=val_every,
-                test_s=test_s,
-                save_s=save_s,
-                ckpt_every=cfg.train.ckpt_every,
-                finish_s=FINISH_S,
-                safety=cfg.train.budget_safety,
-            )
-
-        val_every = cfg.train.val_every
-        total, deadline = fit_budget(val_every)
-        if val_every and val_s * (total - self.step) / val_every > VAL_SHARE * self.budget_s:
-            # Validating this often would eat the budget: validate less often instead.
-            val_every = math.ceil(val_s * (total - self.step) / (VAL_SHARE * self.budget_s))
-            total, deadline = fit_budget(val_every)
-        plan = Plan(
-            total_steps=total,
-            steps_per_epoch=self.plan.steps_per_epoch,
-            how="time_budget",
+        plan = plan_time_budget(
             budget_s=self.budget_s,
+            elapsed_s=self.clock.elapsed(),
+            step=self.step,
+            steps_per_epoch=self.plan.steps_per_epoch,
             step_s=step_s,
             val_s=val_s,
+            val_every=cfg.train.val_every,
             test_s=test_s,
-            save_s=save_s,
-            finish_s=FINISH_S,
-            safety_s=cfg.train.budget_safety * self.budget_s,
-            deadline_s=deadline,
-            val_every=val_every,
+            save_s=save_seconds(sum(p.numel() for p in self.model.parameters())),
+            ckpt_every=cfg.train.ckpt_every,
+            safety=cfg.train.budget_safety,
         )
         return distributed.broadcast_object(plan)
 
@@ -990,7 +650,7 @@ class _Run:
         """Seconds per expression on one rank to decode ``samples`` with ``method``."""
         from hmer.engine.evaluate import decode_samples
 
-        _sync(self.device)
+        sync(self.device)
         start = time.monotonic()
         decode_samples(
             self.eval_model,
@@ -1002,13 +662,13 @@ class _Run:
             precision=self.cfg.train.precision,
             max_len=max_len,
         )
-        _sync(self.device)
+        sync(self.device)
         # Each rank decoded 1/world of the samples.
         return (time.monotonic() - start) * self.dist.world_size / len(samples)
 
     def final_test(self) -> dict[str, dict[str, float]]:
         """The test splits, once, with beam search, on the weights best on validation."""
-        with self.timed("test"):
+        with self.phases.timed("test"):
             return self._final_test()
 
     def _final_test(self) -> dict[str, dict[str, float]]:
@@ -1056,7 +716,7 @@ class _Run:
             {
                 "kind": "end",
                 "step": self.step,
-                "elapsed_s": self.elapsed(),
+                "elapsed_s": self.clock.elapsed(),
                 "best_val_exprate": self.best,
                 "weights_sha256": digests,
                 "samples_per_rank": samples,
@@ -1069,104 +729,8 @@ class _Run:
             plot_run(self.dir)
 
 
-class _StepTimer:
-    """Seconds per optimizer step, timed after ``warmup`` untimed steps over ``steps`` steps.
-
-    On a slow device (a CPU rehearsal of a GPU config) the warm-up ends once 10% of the budget
-    is gone and the timing once 25% is, so that the plan always comes in time. Ranks of a
-    distributed run must plan at the same step, so there only step counts decide.
-    """
-
-    def __init__(
-        self,
-        step: int,
-        warmup: int,
-        steps: int,
-        budget_s: float,
-        started: float,
-        may_cut_short: bool = True,
-    ):
-        self.start_at = step + max(1, warmup)
-        self.end_at = self.start_at + max(1, steps)
-        self.budget_s, self.started, self.may_cut_short = budget_s, started, may_cut_short
-        self.t0: float | None = None
-        self.first = 0
-
-    def _spent(self, share: float) -> bool:
-        return self.may_cut_short and time.monotonic() - self.started > share * self.budget_s
-
-    def update(self, step: int, device: torch.device) -> float | None:
-        """Call after each step (``step`` = steps done); returns seconds per step once timed."""
-        if self.t0 is None:
-            if step >= self.start_at or self._spent(0.10):
-                _sync(device)
-                self.t0, self.first = time.monotonic(), step
-            return None
-        if step >= self.end_at or self._spent(0.25):
-            _sync(device)
-            return (time.monotonic() - self.t0) / (step - self.first)
-        return None
-
-
-class _Window:
-    """Loss (summed on the device), sample count and host time spent waiting for the data
-    loader since the last log line (a high wait share means the input pipeline is the limit),
-    and the distinct ``(B, H, W, L)`` batch shapes of the run so far (each new one costs cuDNN
-    a new plan)."""
-
-    def __init__(self, device: torch.device):
-        self.loss = torch.zeros((), device=device)
-        self.shapes: set[tuple[int, ...]] = set()
-        self.reset(time.monotonic())
-
-    def add(self, loss: torch.Tensor, samples: int, shape: tuple[int, ...]) -> None:
-        self.loss += loss.float()
-        self.samples += samples
-        self.steps += 1
-        self.shapes.add(shape)  # kept across windows: distinct batch shapes so far
-
-    def reset(self, now: float) -> None:
-        self.loss.zero_()
-        self.samples = self.steps = 0
-        self.data_wait_s = 0.0
-        self.start = now
-
-
 def _say(message: str) -> None:
     if distributed.is_main():
         from tqdm.auto import tqdm
 
         tqdm.write(message, file=sys.stderr)
-
-
-def _device_batches(
-    loader: Any, device: torch.device, memory_format: torch.memory_format, window: _Window
-) -> Iterator[Any]:
-    """Batches moved to ``device`` without blocking (pinned memory), images in ``memory_format``;
-    the time spent waiting for each batch is added to ``window.data_wait_s``."""
-    batches = iter(loader)
-    while True:
-        began = time.monotonic()
-        batch = next(batches, None)
-        window.data_wait_s += time.monotonic() - began
-        if batch is None:
-            return
-        batch = batch.to(device, non_blocking=True)
-        if memory_format is torch.channels_last:
-            batch.images = batch.images.contiguous(memory_format=memory_format)
-        yield batch
-
-
-def _resident_batches(
-    data: DeviceData, epoch: int, memory_format: torch.memory_format
-) -> Iterator[Any]:
-    """``data``'s batches of ``epoch`` (already on the device), images in ``memory_format``."""
-    for batch in data.epoch(epoch):
-        if memory_format is torch.channels_last:
-            batch.images = batch.images.contiguous(memory_format=memory_format)
-        yield batch
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

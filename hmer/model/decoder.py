@@ -1,17 +1,20 @@
 """Transformer decoder over LaTeX tokens: teacher-forced passes and cached incremental steps.
 
 The weights live in PyTorch's own :class:`torch.nn.TransformerDecoder` (batch-first layers), so a
-state dict is the familiar one; the code here reads those weights directly and calls
-:func:`torch.nn.functional.scaled_dot_product_attention`, in two forms of the same layer:
+state dict is the familiar one; :func:`_decoder_layer` reads those weights directly and calls
+:func:`torch.nn.functional.scaled_dot_product_attention`. That one function is the layer, used
+two ways:
 
 - training / teacher forcing (:meth:`Decoder.forward`): all positions at once, causal
   self-attention (``is_causal``: flash kernels on GPU; no target padding mask is needed because
   padding only ever follows a sequence's real tokens and its outputs are ignored), dropout as in
   ``nn.TransformerDecoderLayer``;
-- incremental decoding (:meth:`Decoder.step`): one new token per row, self-attention
-  keys/values cached per layer, the memory keys/values computed once per search
-  (:meth:`Decoder.start`), functional calls only (a step's matrices are small, so per-call
-  overhead would otherwise dominate on CPU). Tests check that both give the same logits.
+- incremental decoding (:meth:`Decoder.step`): one new position per row, attending to the
+  self-attention keys/values cached per layer plus its own, the memory keys/values computed once
+  per search (:meth:`Decoder.start`), no dropout. Tests check that both give the same logits.
+
+The layer makes functional calls only, on weights gathered once (:class:`_LayerWeights`): a step's
+matrices are small, so per-call overhead of modules would otherwise dominate on CPU.
 
 Rows and images: the memory holds ``B`` images and the token batch ``N = B · G`` rows, the ``G``
 rows of image ``b`` being ``b·G … b·G + G - 1`` (two directions in training, beams in search).
@@ -21,10 +24,10 @@ repeated: its keys/values are ``(B, heads, S, head_dim)`` whatever ``G`` is.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +36,51 @@ from torch import Tensor, nn
 from hmer.model.pos_enc import PositionEncoding1D
 
 __all__ = ["Decoder", "DecoderState"]
+
+
+class _LayerWeights(NamedTuple):
+    """One ``nn.TransformerDecoderLayer`` as :func:`_decoder_layer` reads it: ``(weight, bias)``
+    of each projection (the cross-attention's query rows sliced out of its input projection),
+    the ``F.layer_norm`` arguments (after the input) of each norm, dropout rates, activation, norm
+    placement. Gathered once per search for :meth:`Decoder.step` (a step then calls no module and
+    slices nothing), once per pass for :meth:`Decoder.forward`."""
+
+    nhead: int
+    head_dim: int
+    self_qkv: tuple[Tensor, Tensor]
+    self_out: tuple[Tensor, Tensor]
+    cross_q: tuple[Tensor, Tensor]
+    cross_out: tuple[Tensor, Tensor]
+    ff1: tuple[Tensor, Tensor]
+    ff2: tuple[Tensor, Tensor]
+    norms: tuple[tuple[tuple[int, ...], Tensor, Tensor, float], ...]
+    activation: Callable[[Tensor], Tensor]
+    attn_drop: tuple[float, float]
+    proj_drop: tuple[float, float, float]
+    ff_drop: float
+    norm_first: bool
+
+    @classmethod
+    def of(cls, layer: nn.TransformerDecoderLayer) -> _LayerWeights:
+        self_attn, cross = layer.self_attn, layer.multihead_attn
+        d = self_attn.embed_dim
+        norms = (layer.norm1, layer.norm2, layer.norm3)
+        return cls(
+            nhead=self_attn.num_heads,
+            head_dim=self_attn.head_dim,
+            self_qkv=(self_attn.in_proj_weight, self_attn.in_proj_bias),
+            self_out=(self_attn.out_proj.weight, self_attn.out_proj.bias),
+            cross_q=(cross.in_proj_weight[:d], cross.in_proj_bias[:d]),
+            cross_out=(cross.out_proj.weight, cross.out_proj.bias),
+            ff1=(layer.linear1.weight, layer.linear1.bias),
+            ff2=(layer.linear2.weight, layer.linear2.bias),
+            norms=tuple((n.normalized_shape, n.weight, n.bias, n.eps) for n in norms),
+            activation=layer.activation,
+            attn_drop=(self_attn.dropout, cross.dropout),
+            proj_drop=(layer.dropout1.p, layer.dropout2.p, layer.dropout3.p),
+            ff_drop=layer.dropout.p,
+            norm_first=layer.norm_first,
+        )
 
 
 @dataclass
@@ -55,7 +103,7 @@ class DecoderState:
     self_kv: list[tuple[Tensor, Tensor] | None] = field(default_factory=list)
     position: int = 0
     positions: Tensor | None = None
-    layers: list[_StepWeights] = field(default_factory=list)
+    layers: list[_LayerWeights] = field(default_factory=list)
 
     def reorder(self, index: Tensor) -> None:
         """Make row ``i`` continue from old row ``index[i]`` (``(N',)`` long: beam reordering,
@@ -73,46 +121,87 @@ class DecoderState:
         self.memory_bias = self.memory_bias.index_select(0, index)
 
 
-@dataclass(frozen=True)
-class _StepWeights:
-    """One layer's tensors as :meth:`Decoder.step` uses them, gathered (and the attention
-    projections sliced) once per search: a step then calls no module and slices nothing."""
-
-    qkv: tuple[Tensor, Tensor]
-    self_out: tuple[Tensor, Tensor]
-    cross_q: tuple[Tensor, Tensor]
-    cross_out: tuple[Tensor, Tensor]
-    ff1: tuple[Tensor, Tensor]
-    ff2: tuple[Tensor, Tensor]
-    norms: tuple[tuple[Tensor, Tensor, float], ...]
-
-    @classmethod
-    def of(cls, layer: nn.TransformerDecoderLayer) -> _StepWeights:
-        d = layer.self_attn.embed_dim
-        cross = layer.multihead_attn
-        return cls(
-            qkv=(layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias),
-            self_out=(layer.self_attn.out_proj.weight, layer.self_attn.out_proj.bias),
-            cross_q=(cross.in_proj_weight[:d], cross.in_proj_bias[:d]),
-            cross_out=(cross.out_proj.weight, cross.out_proj.bias),
-            ff1=(layer.linear1.weight, layer.linear1.bias),
-            ff2=(layer.linear2.weight, layer.linear2.bias),
-            norms=tuple((n.weight, n.bias, n.eps) for n in (layer.norm1, layer.norm2, layer.norm3)),
-        )
-
-
-def _sublayers(
+def _decoder_layer(
+    w: _LayerWeights,
     x: Tensor,
-    norms: Sequence[Callable[[Tensor], Tensor]],
-    sublayers: Sequence[Callable[[Tensor], Tensor]],
-    pre_norm: bool,
+    past: tuple[Tensor, Tensor] | None,
+    memory_kv: tuple[Tensor, Tensor],
+    memory_bias: Tensor,
+    *,
+    training: bool = False,
+    need_weights: bool = False,
+) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+    """``nn.TransformerDecoderLayer.forward`` (either norm placement) on the new positions of
+    ``N`` rows: self-attention, cross-attention to the rows' images, feed-forward.
+
+    Args:
+        x: ``(N, L, D)`` inputs of the new positions.
+        past: self-attention ``(keys, values)``, each ``(N, heads, t, head_dim)``, of the ``t``
+            positions before them (the cache of :meth:`Decoder.step`, one new position: ``L = 1``),
+            or None: ``x`` is the whole sequence, attended causally.
+        memory_kv: cross-attention ``(keys, values)``, each ``(B, heads, S, head_dim)``; the
+            ``G = N / B`` rows of an image become one query sequence of length ``G · L``.
+        memory_bias: ``(B, 1, 1, S)`` float32 attention bias, ``-inf`` on padding cells.
+        training: apply dropout.
+        need_weights: also return the cross-attention averaged over heads (explicit softmax).
+
+    Returns:
+        ``(N, L, D)`` outputs; self-attention ``(keys, values)`` of all ``t + L`` positions, each
+        ``(N, heads, t + L, head_dim)``; cross-attention weights ``(N, L, S)`` or None.
+    """
+    n, length = x.shape[:2]
+    h, head_dim = w.nhead, w.head_dim
+    d = h * head_dim
+    self_drop, cross_drop = w.attn_drop if training else (0.0, 0.0)
+    x = x.reshape(n * length, d)  # the residual stream as rows: no reshaping inside F.linear
+
+    y = _sublayer_input(x, w.norms[0], w.norm_first)
+    q, k, v = _heads(F.linear(y, *w.self_qkv), n, 3, h, head_dim)
+    if past is not None:
+        k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+    y = F.scaled_dot_product_attention(q, k, v, dropout_p=self_drop, is_causal=past is None)
+    y = F.linear(y.transpose(1, 2).reshape(n * length, d), *w.self_out)
+    x = _residual(x, _dropout(y, w.proj_drop[0], training), w.norms[0], w.norm_first)
+
+    y = _sublayer_input(x, w.norms[1], w.norm_first)
+    keys, values = memory_kv
+    q = F.linear(y, *w.cross_q).view(keys.shape[0], -1, h, head_dim).transpose(1, 2)
+    weights = None
+    if need_weights:
+        scores = (q @ keys.transpose(-1, -2)) / math.sqrt(head_dim) + memory_bias
+        probs = scores.softmax(dim=-1)
+        y = probs @ values
+        weights = probs.mean(dim=1).reshape(n, length, -1)
+    else:
+        mask = memory_bias.to(q.dtype)  # an additive mask must match the queries' dtype (autocast)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, dropout_p=cross_drop)
+    y = F.linear(y.transpose(1, 2).reshape(n * length, d), *w.cross_out)
+    x = _residual(x, _dropout(y, w.proj_drop[1], training), w.norms[1], w.norm_first)
+
+    y = _sublayer_input(x, w.norms[2], w.norm_first)
+    y = _dropout(w.activation(F.linear(y, *w.ff1)), w.ff_drop, training)
+    y = F.linear(y, *w.ff2)
+    x = _residual(x, _dropout(y, w.proj_drop[2], training), w.norms[2], w.norm_first)
+    return x.view(n, length, d), (k, v), weights
+
+
+def _sublayer_input(
+    x: Tensor, norm: tuple[tuple[int, ...], Tensor, Tensor, float], norm_first: bool
 ) -> Tensor:
-    """``x`` through a layer's sublayers (self-attention, cross-attention, feed-forward), each
-    with its residual connection and LayerNorm, placed as ``nn.TransformerDecoderLayer`` does:
-    before the sublayer (``pre_norm``) or after the sum (BTTR)."""
-    for norm, sublayer in zip(norms, sublayers, strict=True):
-        x = x + sublayer(norm(x)) if pre_norm else norm(x + sublayer(x))
-    return x
+    """What a sublayer reads: ``x`` normalized (pre-norm) or ``x`` itself (post-norm, BTTR)."""
+    return F.layer_norm(x, *norm) if norm_first else x
+
+
+def _residual(
+    x: Tensor, y: Tensor, norm: tuple[tuple[int, ...], Tensor, Tensor, float], norm_first: bool
+) -> Tensor:
+    """The residual sum of ``x`` and a sublayer's output ``y``, normalized after (post-norm)."""
+    return x + y if norm_first else F.layer_norm(x + y, *norm)
+
+
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout``, no call at all at inference (a step makes a dozen)."""
+    return F.dropout(x, p, training=True) if training and p > 0 else x
 
 
 def _attention_bias(memory_mask: Tensor) -> Tensor:
@@ -122,17 +211,11 @@ def _attention_bias(memory_mask: Tensor) -> Tensor:
     return bias.masked_fill_(memory_mask, float("-inf"))[:, None, None, :]
 
 
-def _heads(x: Tensor, n: int, nhead: int) -> tuple[Tensor, ...]:
-    """``(B, L, n · D)`` -> ``n`` tensors ``(B, heads, L, D / heads)``."""
-    b, length, width = x.shape
-    x = x.view(b, length, n, nhead, width // (n * nhead))
+def _heads(x: Tensor, batch: int, n: int, nhead: int, head_dim: int) -> tuple[Tensor, ...]:
+    """``(batch, L, n · heads · head_dim)`` or the same as ``(batch · L, …)`` rows -> ``n``
+    tensors ``(batch, heads, L, head_dim)``."""
+    x = x.view(batch, -1, n, nhead, head_dim)
     return x.permute(2, 0, 3, 1, 4).unbind(0)
-
-
-def _merge_heads(x: Tensor) -> Tensor:
-    """``(B, heads, L, head_dim)`` -> ``(B, L, heads · head_dim)``."""
-    b, nhead, length, head_dim = x.shape
-    return x.transpose(1, 2).reshape(b, length, nhead * head_dim)
 
 
 class Decoder(nn.Module):
@@ -203,8 +286,7 @@ class Decoder(nn.Module):
         ``(N, vocab_size)`` logits of the next token and advances ``state``.
 
         For inference: no dropout. The same computation as :meth:`forward` at the newest
-        position, written with functional calls on ``(N, d_model)`` rows, since a step's
-        matrices are small and per-call overhead would otherwise dominate on CPU.
+        position (:func:`_decoder_layer` on one position per row, attending to the cache).
         """
         t = state.position
         if state.positions is None or t >= len(state.positions):
@@ -215,51 +297,21 @@ class Decoder(nn.Module):
                 more if state.positions is None else torch.cat((state.positions, more))
             )
         if not state.layers:
-            state.layers = [_StepWeights.of(layer) for layer in self.transformer.layers]
+            state.layers = [_LayerWeights.of(layer) for layer in self.transformer.layers]
         norm = self.embed_norm
         x = F.layer_norm(self.embed.weight[tokens], norm.normalized_shape, norm.weight, norm.bias,
                          norm.eps) + state.positions[t]  # fmt: skip
-        pre_norm = self.transformer.norm is not None
+        x = x[:, None]
         for i, weights in enumerate(state.layers):
-            x = self._step_layer(x, weights, state, i, pre_norm)
+            x, state.self_kv[i], _ = _decoder_layer(
+                weights, x, state.self_kv[i], state.memory_kv[i], state.memory_bias
+            )
         state.position += 1
-        if pre_norm:
+        x = x[:, 0]
+        if self.transformer.norm is not None:
             final = self.transformer.norm
             x = F.layer_norm(x, final.normalized_shape, final.weight, final.bias, final.eps)
         return F.linear(x, self.head.weight, self.head.bias)
-
-    def _step_layer(
-        self, x: Tensor, w: _StepWeights, state: DecoderState, index: int, pre_norm: bool
-    ) -> Tensor:
-        """One layer of :meth:`step` on ``(N, D)`` rows (post-norm as BTTR, or pre-norm)."""
-        n, d, h = x.shape[0], self.embed.embedding_dim, self.nhead  # d, h: static when traced
-
-        def self_attention(y: Tensor) -> Tensor:
-            q, k, v = F.linear(y, *w.qkv).view(n, 3, h, 1, d // h).unbind(1)
-            past = state.self_kv[index]
-            if past is not None:
-                k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
-            state.self_kv[index] = (k, v)
-            return F.linear(F.scaled_dot_product_attention(q, k, v).view(n, d), *w.self_out)
-
-        def cross_attention(y: Tensor) -> Tensor:
-            keys, values = state.memory_kv[index]
-            b = keys.shape[0]
-            q = F.linear(y, *w.cross_q).view(b, n // b, h, d // h).transpose(1, 2)
-            mask = state.memory_bias.to(q.dtype)
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-            return F.linear(out.transpose(1, 2).reshape(n, d), *w.cross_out)
-
-        def feed_forward(y: Tensor) -> Tensor:
-            return F.linear(F.relu(F.linear(y, *w.ff1)), *w.ff2)
-
-        norms = [
-            functools.partial(
-                F.layer_norm, normalized_shape=(d,), weight=weight, bias=bias, eps=eps
-            )
-            for weight, bias, eps in w.norms
-        ]
-        return _sublayers(x, norms, (self_attention, cross_attention, feed_forward), pre_norm)
 
     def _embed(self, tokens: Tensor) -> Tensor:
         return self.pos(self.embed_norm(self.embed(tokens)))
@@ -281,9 +333,15 @@ class Decoder(nn.Module):
         layers = self.transformer.layers
         weights = None
         for i, layer in enumerate(layers):
-            last = need_weights and i == len(layers) - 1
-            kv = self._memory_kv(layer, memory)
-            x, weights = self._layer(layer, x, kv, bias, last)
+            x, _, weights = _decoder_layer(
+                _LayerWeights.of(layer),
+                x,
+                None,
+                self._memory_kv(layer, memory),
+                bias,
+                training=self.training,
+                need_weights=need_weights and i == len(layers) - 1,
+            )
         return self._logits(x), weights
 
     def _memory_kv(
@@ -292,68 +350,4 @@ class Decoder(nn.Module):
         attn = layer.multihead_attn
         d = memory.shape[-1]
         kv = F.linear(memory, attn.in_proj_weight[d:], attn.in_proj_bias[d:])
-        return _heads(kv, 2, self.nhead)
-
-    def _layer(
-        self,
-        layer: nn.TransformerDecoderLayer,
-        x: Tensor,
-        memory_kv: tuple[Tensor, Tensor],
-        bias: Tensor,
-        need_weights: bool,
-    ) -> tuple[Tensor, Tensor | None]:
-        """``nn.TransformerDecoderLayer.forward`` (both norm placements) on ``(N, L, D)``."""
-        weights = None
-
-        def cross(y: Tensor) -> Tensor:
-            nonlocal weights
-            out, weights = self._cross_attention(layer, y, memory_kv, bias, need_weights)
-            return out
-
-        sublayers = (
-            lambda y: layer.dropout1(self._self_attention(layer, y)),
-            lambda y: layer.dropout2(cross(y)),
-            lambda y: self._feed_forward(layer, y),
-        )
-        norms = (layer.norm1, layer.norm2, layer.norm3)
-        return _sublayers(x, norms, sublayers, layer.norm_first), weights
-
-    def _self_attention(self, layer: nn.TransformerDecoderLayer, x: Tensor) -> Tensor:
-        """Causal self-attention over ``(N, L, D)``."""
-        attn = layer.self_attn
-        q, k, v = _heads(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), 3, self.nhead)
-        dropout = attn.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        return attn.out_proj(_merge_heads(out))
-
-    def _cross_attention(
-        self,
-        layer: nn.TransformerDecoderLayer,
-        x: Tensor,
-        memory_kv: tuple[Tensor, Tensor],
-        bias: Tensor,
-        need_weights: bool,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Attention of ``(N, L, D)`` queries to their image's memory; the ``G = N / B`` rows of
-        an image become one query sequence of length ``G · L``."""
-        attn = layer.multihead_attn
-        n, length, d = x.shape
-        k, v = memory_kv
-        b = k.shape[0]
-        q = F.linear(x, attn.in_proj_weight[:d], attn.in_proj_bias[:d])
-        (q,) = _heads(q.reshape(b, n // b * length, d), 1, self.nhead)
-        weights = None
-        if need_weights:
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1]) + bias
-            probs = scores.softmax(dim=-1)
-            out = probs @ v
-            weights = probs.mean(dim=1).reshape(n, length, -1)
-        else:
-            dropout = attn.dropout if self.training else 0.0
-            mask = bias.to(q.dtype)  # an additive mask must match the queries' dtype (autocast)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        return attn.out_proj(_merge_heads(out).reshape(n, length, d)), weights
-
-    @staticmethod
-    def _feed_forward(layer: nn.TransformerDecoderLayer, x: Tensor) -> Tensor:
-        return layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))
+        return _heads(kv, memory.shape[0], 2, self.nhead, d // self.nhead)

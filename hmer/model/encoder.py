@@ -194,11 +194,18 @@ def _keep_mask(
 def _masked_densenet_features(net: DenseNet, x: Tensor, extent: tuple[Tensor, Tensor]) -> Tensor:
     """``net.forward_features(x)`` with padding cells zeroed before the layers that mix cells.
 
-    Follows timm's ``DenseNet``/``DenseBlock``/``DenseLayer`` forward (no anti-aliasing, no
-    gradient checkpointing). Zero is what the unpadded image's layers see beyond its border: the
-    3×3 convolutions pad with zeros, and the stem's max-pool only compares ReLU outputs (>= 0).
-    The 1×1 convolutions and BatchNorms act per cell, and each average-pool window of a valid
-    output cell lies inside the image (floor rounding), so they need no mask.
+    Zero is what the unpadded image's layers see beyond its border: the 3×3 convolutions pad with
+    zeros, and the stem's max-pool only compares ReLU outputs (>= 0). The 1×1 convolutions and
+    BatchNorms act per cell, and each average-pool window of a valid output cell lies inside the
+    image (floor rounding), so they need no mask.
+
+    The mask goes *inside* timm's modules (between ``norm0`` and ``pool0`` of the stem, between
+    ``norm2`` and ``conv2`` of every ``DenseLayer``), where none of timm's feature paths
+    (``forward_features``, ``forward_intermediates``, ``features_only``) can take it; hooks
+    could, but only with a per-call mask stored on the modules. So this walks timm's ``features``
+    in order, calling its modules (``DenseLayer.bottleneck_fn``, each ``DenseTransition``, the
+    final norm) and repeating only what ``DenseLayer.forward`` does around ``conv2`` (no
+    anti-aliasing, no gradient checkpointing, as :class:`Backbone` builds the net).
     """
     features = net.features
     x = features.norm0(features.conv0(x))
@@ -212,7 +219,7 @@ def _masked_densenet_features(net: DenseNet, x: Tensor, extent: tuple[Tensor, Te
         if isinstance(module, DenseBlock):
             maps = [x]
             for layer in module.values():
-                y = layer.norm2(layer.conv1(layer.norm1(torch.cat(maps, 1))))
+                y = layer.norm2(layer.bottleneck_fn(maps))
                 y = layer.conv2(y * keep)
                 if layer.drop_rate > 0:
                     y = F.dropout(y, p=layer.drop_rate, training=layer.training)

@@ -11,49 +11,19 @@ Everything in :meth:`HmerModel.forward` stays on the device: no host syncs, no b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hmer.config import ModelConfig
 from hmer.model.decoder import Decoder
 from hmer.model.encoder import Encoder
 
 __all__ = ["Direction", "HmerModel", "ModelConfig", "directional_sequences", "reverse_padded"]
 
 Direction = Literal["l2r", "r2l"]
-
-
-@dataclass
-class ModelConfig:
-    """Model hyper-parameters; the defaults are BTTR's.
-
-    Encoder: ``backbone`` is ``"densenet"`` (timm DenseNet-BC: ``growth_rate``, ``block_config``
-    layers per dense block, bottleneck width ``bn_size · growth_rate``, stem width
-    ``2 · growth_rate``, dropout ``encoder_dropout`` after each dense layer) or any timm model name
-    (features_only, cut at ``stride``). ``stride`` must match the DenseNet's
-    (``4 · 2^(blocks - 1)``). ``pos_normalize``: the 2D encoding spans each image's valid extent.
-    Decoder: ``d_model``, ``nhead``, ``num_decoder_layers``, ``dim_feedforward``, ``dropout``,
-    ``norm_first`` (pre-norm). Loss: ``label_smoothing``.
-    """
-
-    backbone: str = "densenet"
-    growth_rate: int = 24
-    block_config: list[int] = field(default_factory=lambda: [16, 16, 16])
-    bn_size: int = 4
-    encoder_dropout: float = 0.2
-    stride: int = 16
-    pos_normalize: bool = True
-    pos_temperature: float = 10000.0
-    d_model: int = 256
-    nhead: int = 8
-    num_decoder_layers: int = 3
-    dim_feedforward: int = 1024
-    dropout: float = 0.3
-    norm_first: bool = False
-    label_smoothing: float = 0.0
 
 
 def reverse_padded(tokens: Tensor, lengths: Tensor, pad_id: int) -> Tensor:

@@ -11,6 +11,10 @@ import os
 import time
 from pathlib import Path
 
+from hmer.data.synth.generate import generate_images
+from hmer.data.synth.grammar import load_grammar
+from hmer.data.synth.recombine import Recombiner, read_corpus
+
 
 def register(data_subparsers: argparse._SubParsersAction) -> None:
     synth = data_subparsers.add_parser(
@@ -37,10 +41,9 @@ def register(data_subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    # Start-up: the dataset writer pulls in OpenCV, which ``hmer --help`` (it registers this
+    # command) never needs. The synth modules above are loaded by the package anyway.
     from hmer.data.datasets import write_bttr_layout
-    from hmer.data.synth.generate import generate_images
-    from hmer.data.synth.grammar import load_grammar
-    from hmer.data.synth.recombine import Recombiner, read_corpus
 
     grammar = load_grammar(args.grammar)
     corpus = None

@@ -130,6 +130,7 @@ def generate_images(
     Each writer's pen width scales ``render.stroke_width``. Yields items in order as workers
     finish them, so a large ``n`` streams to disk without being held in memory.
     """
+    # Start-up: the renderer pulls in OpenCV; ``hmer --help`` loads this package (synth command).
     from hmer.data.inkml import RenderConfig
 
     return _run(_image_task, n, seed, workers, grammar, corpus, start, render or RenderConfig())
@@ -142,6 +143,7 @@ def render_drawing(drawing: Drawing, render: RenderConfig | None = None) -> np.n
     estimate calibrated on real handwriting, whose letters are relatively taller than this font's;
     the target is rescaled so capitals and digits get ``render.symbol_height`` pixels, as on CROHME.
     """
+    # Start-up: OpenCV, as in generate_images.
     from hmer.data.inkml import RenderConfig, ink_symbol_height, render_traces
 
     render = render or RenderConfig()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmer.data.latex import normalize_latex
 from hmer.data.synth.glyphs import STRUCTURAL, can_draw
 from hmer.data.synth.grammar import Grammar
 from hmer.data.synth.layout import BINARY, RELATIONS
@@ -143,8 +144,6 @@ def read_corpus(path: str | Path) -> list[list[str]]:
     ``normalize_latex`` (third-party captions are not always canonical: ``\\frac 1 2``); labels it
     rejects and unreadable files are skipped. Raises DataError when nothing usable is found.
     """
-    from hmer.data.latex import normalize_latex
-
     path = Path(path)
     if path.is_file():
         files = [path]
@@ -172,6 +171,7 @@ def read_corpus(path: str | Path) -> list[list[str]]:
 
 
 def _inkml_labels(folder: Path) -> list[tuple[str, str]]:
+    # Start-up: the InkML reader pulls in OpenCV; ``hmer --help`` loads this package.
     from hmer.data.inkml import parse_inkml
 
     labels = []

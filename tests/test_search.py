@@ -1,14 +1,19 @@
-"""Decoding: cached == recomputed, beam 1 == greedy, batch == alone, deterministic, rescoring."""
+"""The search (hmer.search) run by PyTorch: cached == recomputed, beam 1 == greedy, batch ==
+alone, deterministic, rescoring; and the teacher-forced layout it scores with."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from hmer.decode import attention_maps, beam_search, greedy, nbest
 from hmer.model import HmerModel, ModelConfig, directional_sequences
+from hmer.model.attention import attention_maps
+from hmer.search import beam as search
+from hmer.search.network import Specials, teacher_forced
+from hmer.search.torch_backend import TorchNetwork, beam_search, greedy, nbest
 
 PAD, SOS, EOS = 0, 1, 2
 VOCAB = 12
@@ -195,27 +200,27 @@ def test_only_hypotheses_that_can_win_are_rescored(model, batch, monkeypatch):
     """Rescoring needs each hypothesis's log p in the direction that did not find it. One both
     searches ended has it already; with best_only, one whose own log p / 2 (an upper bound of
     its score, as the other half is <= 0) cannot beat the best known score is skipped."""
-    import hmer.decode
-
     scored: list[list[int]] = []
-    sequence_logp = hmer.decode._sequence_logp
 
-    def recording(model, memory, memory_mask, tokens, lengths, direction):
-        scored.extend(tokens[i, : lengths[i]].tolist() for i in range(len(lengths)))
-        return sequence_logp(model, memory, memory_mask, tokens, lengths, direction)
+    class Recording(TorchNetwork):
+        def score(self, memory, inputs, targets):
+            for row in inputs.tolist():  # decoder inputs: start token, then decoding order
+                body = [t for t in row[1:] if t != PAD]
+                scored.append(body if row[0] == SOS else body[::-1])
+            return super().score(memory, inputs, targets)
 
-    monkeypatch.setattr(hmer.decode, "_sequence_logp", recording)
-    memory, memory_mask = model.encode(*[x[:1] for x in batch])
+    network = Recording(model)
     # K = 2 slots per direction: [5, 6] ended both ways, [7] only L2R, [8, 8, 8] only R2L.
-    tokens = torch.tensor([[[5, 6, 0], [7, 0, 0], [5, 6, 0], [8, 8, 8]]])
-    lengths = torch.tensor([[2, 1, 2, 3]])
+    tokens = np.array([[[5, 6, 0], [7, 0, 0], [5, 6, 0], [8, 8, 8]]])
+    lengths = np.array([[2, 1, 2, 3]])
 
-    def rescore(logp: list[float], best_only: bool) -> torch.Tensor:
+    def rescore(logp: list[float], best_only: bool) -> np.ndarray:
         scored.clear()
-        args = (model, memory, memory_mask, tokens, lengths, torch.tensor([logp]))
-        return hmer.decode._rescore(*args, max_len=12, length_penalty=1.0, best_only=best_only)
+        logps = np.array([logp], np.float32)
+        return search._rescore(network, memory, tokens, lengths, logps, 12, 1.0, best_only)
 
     with torch.no_grad():
+        memory = network.encode(*[x[:1] for x in batch])
         everything = rescore([-0.2, -9.0, -0.3, -12.0], best_only=False)
         assert sorted(scored) == [[7], [8, 8, 8]]  # [5, 6] is not scored again
         assert everything[0, 0] == everything[0, 2] == pytest.approx((-0.2 - 0.3) / 2 / 3)
@@ -224,3 +229,31 @@ def test_only_hypotheses_that_can_win_are_rescored(model, batch, monkeypatch):
         assert best[0, 0] == everything[0, 0] and best[0, 1:].tolist()[::2] == [-math.inf] * 2
         rescore([-0.2, -0.1, -0.3, -12.0], best_only=True)
         assert scored == [[7]]  # -0.1 / 2 / 2 might win: it is scored
+
+
+def test_the_search_scores_with_the_layout_training_uses():
+    """teacher_forced (numpy, for rescoring) lays sequences out as directional_sequences (torch,
+    for the training loss): [start, *body] predicts [*body, end], padding after."""
+    sequences = [np.array([5, 6, 7]), np.array([8]), np.array([], np.int64)]
+    lengths = torch.tensor([3, 1, 0])
+    padded = torch.tensor([[5, 6, 7], [8, PAD, PAD], [PAD, PAD, PAD]])
+    for direction in ("l2r", "r2l"):
+        r2l = np.full(3, direction == "r2l")
+        inputs, targets = teacher_forced(sequences, r2l, Specials(PAD, SOS, EOS))
+        expected = directional_sequences(padded, lengths, direction)
+        assert inputs.tolist() == expected[0].tolist()
+        assert targets.tolist() == expected[1].tolist()
+
+
+def test_an_image_whose_network_fails_gets_an_empty_reading(model, batch):
+    """NaN weights must not crash the search: no hypothesis survives, the reading is empty."""
+    with torch.no_grad():
+        saved = model.decoder.head.bias.clone()
+        model.decoder.head.bias[5] = float("nan")
+    try:
+        found = beam_search(model, *batch, beam=3, max_len=5)
+    finally:
+        with torch.no_grad():
+            model.decoder.head.bias.copy_(saved)
+    assert [h.tokens for h in found] == [[]] * len(SIZES)
+    assert all(h.score == -math.inf for h in found)

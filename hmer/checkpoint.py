@@ -10,30 +10,32 @@ Layout (``version`` 1)::
      "train_state": {...}}              # training checkpoints only (last.pt): see hmer.engine.train
 
 Exported inference weights are the same format with an fp16 ``model`` and no ``train_state``.
-Every file is written atomically (temp file in the same folder, fsync, rename) and read with
-``weights_only=True``, so loading a checkpoint never runs code from it.
+Every file is written atomically (:mod:`hmer.io`) and read with ``weights_only=True``, so
+loading a checkpoint never runs code from it.
+
+Training and inference both read and write checkpoints through this module; it does not import
+:mod:`hmer.engine` (what only training needs, such as the RNG state, lives there:
+:mod:`hmer.engine.rng`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import random
 import subprocess
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
+from hmer.config import config_from_dict
+from hmer.data.vocab import Vocab
 from hmer.errors import CheckpointError
+from hmer.io import atomic_open
 
 if TYPE_CHECKING:
     from hmer.config import Config
-    from hmer.data.vocab import Vocab
     from hmer.model.hmer_model import HmerModel
 
 FORMAT = "hmer-checkpoint"
@@ -41,50 +43,10 @@ VERSION = 1
 REQUIRED_KEYS = ("format", "version", "config", "vocab", "model", "code_version")
 
 
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file beside ``path``; on success flush, fsync and rename it over ``path``.
-
-    A crash (or an exception in the ``with`` body) leaves any previous ``path`` untouched and no
-    temp file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w") as handle:
-        handle.write(text)
-
-
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """``git describe --always --dirty`` of the source tree, else the installed package version."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
@@ -99,8 +61,6 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         pass
     try:
-        from importlib.metadata import version
-
         return "hmer " + version("hmer")
     except Exception:
         return "unknown"
@@ -168,8 +128,6 @@ def load_checkpoint(
 
 def check_vocab(payload: Mapping[str, Any], expected: Vocab, path: str | Path) -> None:
     """CheckpointError unless the checkpoint's vocabulary is ``expected`` (same tokens, order)."""
-    from hmer.data.vocab import Vocab
-
     try:
         stored = Vocab.from_dict(payload["vocab"])
     except Exception as error:
@@ -216,8 +174,8 @@ def load_model(
 
     fp16 exported weights are loaded into an fp32 model (casting on copy).
     """
-    from hmer.config import config_from_dict
-    from hmer.data.vocab import Vocab
+    # Imported here: the network pulls in timm (about a second), which reading, writing and
+    # exporting checkpoint files never need.
     from hmer.model.hmer_model import HmerModel
 
     payload = load_checkpoint(path)
@@ -228,44 +186,3 @@ def load_model(
     )
     load_state_dict_checked(model, payload["model"], path)
     return model.to(device).eval(), vocab, config
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG the loop touches: Python, NumPy (as a tensor), torch CPU, CUDA if initialised."""
-    np_state = np.random.get_state(legacy=False)
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    random.setstate(_as_tuple(state["python"]))
-    np_state = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": np_state["bit_generator"],
-            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
-            "has_gauss": np_state["has_gauss"],
-            "gauss": np_state["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(value: Any) -> Any:
-    """``random.setstate`` wants nested tuples; a round trip may have produced lists."""
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
