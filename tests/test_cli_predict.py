@@ -332,3 +332,12 @@ def test_inkml_files_are_read_and_shown_as_ink_on_paper(checkpoint, tmp_path, ca
     assert out.strip() == expected.latex
     picture = np.asarray(Image.open(show).convert("L"))
     assert picture.mean() > 200  # white paper, dark ink
+
+
+def test_version_is_printed(capsys):
+    import hmer
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hmer {hmer.__version__}"

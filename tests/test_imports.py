@@ -194,6 +194,26 @@ def test_no_import_cycle_counting_imports_inside_functions():
     assert not cycles, _describe(cycles)
 
 
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_inference_and_search_never_reach_the_training_engine():
+    """Layering: what users run to read formulas (hmer.runtime) and the search it uses never
+    import hmer.engine, not even lazily."""
+    top, lazy = import_graph()
+    graph = {name: top[name] | lazy[name] for name in top}
+    for name in graph:
+        if name.startswith(("hmer.runtime", "hmer.search")):
+            engine = sorted(m for m in _reachable(graph, name) if m.startswith("hmer.engine"))
+            assert not engine, f"{name} reaches {engine}"
+
+
 #: Modules that the light paths (config files, data tools, the predict CLI's ONNX route, model
 #: cards, scoring) import: none may pull in torch, timm or torchvision.
 LIGHT_MODULES = (
@@ -205,6 +225,15 @@ LIGHT_MODULES = (
     "hmer.io",
     "hmer.card",
     "hmer.metrics",
+    "hmer.data.batching",
+    "hmer.search",
+    "hmer.search.onnx_backend",
+    "hmer.runtime.inputs",
+    "hmer.runtime.reading",
+    "hmer.runtime.exports",
+    "hmer.runtime.onnx",
+    "hmer.cli.predict",
+    "hmer.serve",
 )
 
 _BLOCKED_IMPORT = """

@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import sys
 
+from hmer import __version__
 from hmer.errors import HmerError
 
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hmer", description="Handwritten mathematical expressions to LaTeX."
     )
+    parser.add_argument("--version", action="version", version=f"hmer {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")

@@ -9,7 +9,12 @@ hmer data synth --n N --out DIR         # synthetic handwriting (hmer/data/synth
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+
+from hmer.data.vocab import Vocab
+from hmer.errors import DataError
+from hmer.io import atomic_write_bytes
 
 
 def _workers(text: str) -> int:
@@ -20,8 +25,6 @@ def _workers(text: str) -> int:
 
 
 def _default_workers() -> int:
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -53,7 +56,6 @@ def _render(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from hmer.data.datasets import dataset_stats, load_samples
-    from hmer.data.vocab import Vocab
 
     samples, report = load_samples(args.path, args.split, workers=args.workers, limit=args.limit)
     stats = dataset_stats(samples, Vocab.crohme())
@@ -79,8 +81,6 @@ def _preview(args: argparse.Namespace) -> int:
 
     from hmer.data.augment import AugmentConfig, build_augment, preview_grid
     from hmer.data.datasets import load_samples
-    from hmer.errors import DataError
-    from hmer.io import atomic_write_bytes
 
     samples, report = load_samples(
         args.path, args.split, workers=args.workers, limit=args.n, subset_seed=args.seed
@@ -147,6 +147,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("--workers", type=_workers, default=0, help="processes (0)")
     preview.set_defaults(func=_preview)
 
-    from hmer.data.synth.cli import register as register_synth
+    _register_synth(data_subparsers)
 
-    register_synth(data_subparsers)
+
+def _register_synth(data_subparsers: argparse._SubParsersAction) -> None:
+    synth = data_subparsers.add_parser(
+        "synth",
+        help="write synthetic handwritten expressions as a BTTR layout (images + caption.txt)",
+        description="Sample expressions from a grammar (and recombine real formulas with "
+        "--corpus), write them as handwriting, render them like CROHME ink, and write "
+        "OUT/SPLIT/<name>.png + OUT/SPLIT/caption.txt. Same seed, same dataset, for any --workers.",
+    )
+    synth.add_argument("--n", type=int, required=True, help="number of expressions")
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
+    )
+    synth.add_argument("--split", default="train", help="subfolder name (default train)")
+    synth.add_argument("--grammar", type=Path, help="YAML overriding grammar.yaml fields")
+    synth.add_argument(
+        "--corpus",
+        type=Path,
+        help="formulas to recombine: a caption file, a BTTR folder or an InkML folder",
+    )
+    synth.set_defaults(func=_synth)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    # Start-up: the synthetic handwriting and OpenCV load only when this command runs.
+    from hmer.data.synth.cli import run_synth
+
+    return run_synth(args)

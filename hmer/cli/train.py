@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from hmer.data.vocab import Vocab
+from hmer.errors import ConfigError, HmerError
+
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -55,7 +58,6 @@ def run_train(args: argparse.Namespace, started: float | None = None) -> int:
     from hmer.config import apply_overrides, config_from_dict, load_config
     from hmer.engine.distributed import shutdown
     from hmer.engine.train import train
-    from hmer.errors import ConfigError
 
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).is_file():
@@ -89,8 +91,6 @@ def run_train(args: argparse.Namespace, started: float | None = None) -> int:
 
 def train_main(argv: list[str], started: float | None = None) -> int:
     """Entry point of the top-level ``train.py``: errors print one line, like ``hmer``."""
-    from hmer.errors import HmerError
-
     try:
         return run_train(parse_train_args(argv), started)
     except HmerError as error:
@@ -137,7 +137,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _model_info(args: argparse.Namespace) -> int:
     from hmer.config import load_config
-    from hmer.data.vocab import Vocab
     from hmer.engine.build import build_model
     from hmer.model.summary import summary
 

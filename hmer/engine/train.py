@@ -39,6 +39,8 @@ import torch
 from torch import nn
 
 from hmer.checkpoint import check_vocab, load_checkpoint, load_state_dict_checked, save_checkpoint
+from hmer.config import config_to_dict, parse_duration, save_config
+from hmer.data.vocab import Vocab
 from hmer.engine import distributed
 from hmer.engine.batches import device_batches, resident_batches, warm_shapes
 from hmer.engine.budget import (
@@ -54,9 +56,18 @@ from hmer.engine.budget import (
     too_few_steps,
 )
 from hmer.engine.build import build_model, build_optimizer, init_weights
+from hmer.engine.data import build_data
+from hmer.engine.device_data import DeviceData
 from hmer.engine.ema import Ema
-from hmer.engine.evaluate import autocast, evaluate_samples, format_table, write_results
+from hmer.engine.evaluate import (
+    autocast,
+    decode_samples,
+    evaluate_samples,
+    format_table,
+    write_results,
+)
 from hmer.engine.metrics_log import MetricsLog, Phases, TrainWindow, weights_digest
+from hmer.engine.plot import plot_run
 from hmer.engine.rng import rng_state, set_rng_state
 from hmer.engine.schedule import WarmupCosine
 from hmer.engine.signals import StopSignals
@@ -125,7 +136,6 @@ class _Run:
     """The state of one training run (one per process) and the phases :func:`train` calls."""
 
     def __init__(self, cfg: Config, run_dir: Path, resume: bool, started: float):
-        from hmer.config import config_to_dict, parse_duration
 
         self.cfg, self.dir = cfg, run_dir
         self.phases = Phases(startup=time.monotonic() - started)
@@ -168,7 +178,6 @@ class _Run:
 
     def _open_run_dir(self, resume: bool) -> dict[str, Any] | None:
         """The checkpoint to resume from (None for a new run); writes ``config.yaml``."""
-        from hmer.config import save_config
 
         payload = None
         if resume:
@@ -185,8 +194,6 @@ class _Run:
 
     def _load_data(self, payload: dict[str, Any] | None) -> None:
         """The data sets, in the resumed run's vocabulary; resident on the device when asked."""
-        from hmer.data.vocab import Vocab
-        from hmer.engine.data import build_data
 
         cfg = self.cfg
         vocab = Vocab.from_dict(payload["vocab"]) if payload is not None else None
@@ -202,8 +209,6 @@ class _Run:
         #: The training set resident on the device (data.on_device), else None: the DataLoader.
         self.device_data = None
         if cfg.data.on_device:
-            from hmer.engine.device_data import DeviceData
-
             if not cfg.data.static_shapes:
                 raise HmerError("data.on_device needs data.static_shapes=true")
             with self.phases.timed("data"):
@@ -648,7 +653,6 @@ class _Run:
 
     def _decode_seconds(self, samples: list[Sample], method: str, max_len: int) -> float:
         """Seconds per expression on one rank to decode ``samples`` with ``method``."""
-        from hmer.engine.evaluate import decode_samples
 
         sync(self.device)
         start = time.monotonic()
@@ -724,8 +728,6 @@ class _Run:
             }
         )
         if self.main:
-            from hmer.engine.plot import plot_run
-
             plot_run(self.dir)
 
 
