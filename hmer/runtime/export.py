@@ -305,10 +305,9 @@ def cached_export(
     Raises:
         CheckpointError: the file cannot be read, or is not a checkpoint (naming it).
     """
-    found = exports.find_cached(checkpoint)
-    if found is not None:
-        return found
     target = exports.cache_folder(checkpoint)
+    if exports.is_cached(target):
+        return target
     if announce is not None:
         announce(target)
     model, vocab, config = load_model(checkpoint, "cpu")

@@ -28,7 +28,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "cache_folder",
-    "find_cached",
+    "is_cached",
     "prune",
     "read_meta",
 ]
@@ -83,18 +83,14 @@ def cache_folder(checkpoint: str | Path) -> Path:
     return cache_root() / "onnx" / f"{digest.hexdigest()[:32]}-v{VERSION}"
 
 
-def find_cached(checkpoint: str | Path) -> Path | None:
-    """The cached export of ``checkpoint`` (marked recently used), or None when there is none.
-
-    Raises:
-        CheckpointError: the file cannot be read (naming it).
-    """
-    target = cache_folder(checkpoint)
-    if not (target / FILES["meta"]).is_file():
-        return None
+def is_cached(folder: Path) -> bool:
+    """Whether :func:`cache_folder`'s ``folder`` holds a finished export (then marked recently
+    used)."""
+    if not (folder / FILES["meta"]).is_file():
+        return False
     with contextlib.suppress(OSError):  # a read-only cache still serves
-        os.utime(target)  # recently used: kept by prune
-    return target
+        os.utime(folder)  # recently used: kept by prune
+    return True
 
 
 def prune(folder: Path, keep: int) -> None:

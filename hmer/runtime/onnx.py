@@ -37,9 +37,9 @@ def _known_fields(cls: type, values: dict[str, Any]) -> Any:
 def export_for(checkpoint: str | Path, announce: Callable[[Path], None] | None = None) -> Path:
     """The export folder of a checkpoint file: the cached one, else made now with PyTorch
     (:func:`hmer.runtime.export.cached_export`, which ``announce`` s it first)."""
-    found = exports.find_cached(checkpoint)
-    if found is not None:
-        return found
+    folder = exports.cache_folder(checkpoint)
+    if exports.is_cached(folder):
+        return folder
     # Only a model never exported before needs torch (seconds to import): imported here.
     from hmer.runtime.export import cached_export
 
