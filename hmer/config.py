@@ -3,7 +3,9 @@
 ``Config`` composes the dataclasses owned by each part of the code (rendering, preprocessing,
 augmentation) with the model's and the engine's (model, data, train, decode), which live here.
 Every key is checked against those dataclasses: an unknown key or a value of the wrong type is a
-``ConfigError`` naming it.
+``ConfigError`` naming it; so is a value outside what :data:`ALLOWED` gives its field (ranges and
+choices, next to the dataclasses) or fields that disagree (``model.nhead`` must divide
+``model.d_model``, ...).
 
 This module imports neither torch nor the engine (``ModelConfig`` is defined here rather than in
 :mod:`hmer.model`, which imports torch and timm), so reading a config stays light and
@@ -16,8 +18,8 @@ This module imports neither torch nor the engine (``ModelConfig`` is defined her
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +201,222 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
 
+# --- allowed values ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What one field may hold: ``accepts(value)``, and ``text`` saying it in a message
+    (``"> 0"``, ``"in [0, 1)"``). The schema has already checked the type; None (an optional
+    field left unset) is always allowed."""
+
+    text: str
+    accepts: Callable[[Any], bool]
+
+
+def _range(
+    low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Allowed:
+    """Numbers from ``low`` to ``high`` (None: unbounded); open ends are excluded."""
+
+    def accepts(value: float) -> bool:
+        above = value > low if low_open else value >= low
+        below = high is None or (value < high if high_open else value <= high)
+        return above and below
+
+    if high is None:
+        text = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        text = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return Allowed(text, accepts)
+
+
+def _one_of(*choices: str) -> Allowed:
+    return Allowed("one of " + ", ".join(map(repr, choices)), lambda value: value in choices)
+
+
+def _each(item: Allowed, *, count: int | None = None, at_least: int = 0) -> Allowed:
+    """A list of exactly ``count`` values (else ``at_least`` of them), each allowed by ``item``."""
+    if count is not None:
+        size, sized = str(count), lambda n: n == count
+    else:
+        size, sized = f"{at_least} or more", lambda n: n >= at_least
+    return Allowed(
+        f"{size} values, each {item.text}",
+        lambda values: sized(len(values)) and all(item.accepts(v) for v in values),
+    )
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except ConfigError:
+        return False
+    return True
+
+
+_POSITIVE = _range(0, low_open=True)
+_AT_LEAST_ONE = _range(1)
+_NOT_NEGATIVE = _range(0)
+_PROBABILITY = _range(0, 1)
+_BELOW_ONE = _range(0, 1, high_open=True)  # dropout, decay rates, shares of a whole
+_NAME = Allowed("a non-empty string", lambda value: bool(value.strip()))
+_DEVICE = Allowed(
+    "'auto', 'cpu', 'cuda' or 'cuda:<index>'",
+    lambda value: re.fullmatch(r"auto|cpu|cuda(:\d+)?", value) is not None,
+)
+
+#: Every field that is not a bool, by dotted key (tests/test_config.py checks none is missing).
+ALLOWED: dict[str, Allowed] = {
+    "render.symbol_height": _POSITIVE,
+    "render.stroke_width": _POSITIVE,
+    "render.margin": _NOT_NEGATIVE,
+    "render.max_height": _AT_LEAST_ONE,
+    "render.max_width": _AT_LEAST_ONE,
+    "render.max_area": _AT_LEAST_ONE,
+    "preprocess.symbol_height": _POSITIVE,
+    "preprocess.stroke_width": _POSITIVE,
+    "preprocess.scale_tolerance": _BELOW_ONE,
+    "preprocess.margin": _NOT_NEGATIVE,
+    "preprocess.min_height": _AT_LEAST_ONE,
+    "preprocess.min_width": _AT_LEAST_ONE,
+    "preprocess.max_height": _AT_LEAST_ONE,
+    "preprocess.max_width": _AT_LEAST_ONE,
+    "preprocess.max_area": _AT_LEAST_ONE,
+    "preprocess.max_input_pixels": _AT_LEAST_ONE,
+    "preprocess.min_contrast": _range(0, 255),
+    "augment.affine_p": _PROBABILITY,
+    "augment.scale_min": _POSITIVE,
+    "augment.scale_max": _POSITIVE,
+    "augment.rotate_deg": _range(0, 180),
+    "augment.shear_deg": _range(0, 90, high_open=True),
+    "augment.elastic_p": _PROBABILITY,
+    "augment.elastic_std": _NOT_NEGATIVE,
+    "augment.elastic_cell": _AT_LEAST_ONE,
+    "augment.thickness_p": _PROBABILITY,
+    "augment.thicken_max": _NOT_NEGATIVE,
+    "augment.thin_max": _NOT_NEGATIVE,
+    "augment.blur_p": _PROBABILITY,
+    "augment.blur_sigma": _NOT_NEGATIVE,
+    "augment.noise_p": _PROBABILITY,
+    "augment.noise_std": _NOT_NEGATIVE,
+    "augment.margin": _NOT_NEGATIVE,
+    "augment.max_height": _AT_LEAST_ONE,
+    "augment.max_width": _AT_LEAST_ONE,
+    "augment.jitter_offset": _NOT_NEGATIVE,
+    "augment.jitter_scale": _BELOW_ONE,
+    "augment.jitter_rotate_deg": _range(0, 180),
+    "augment.jitter_point": _NOT_NEGATIVE,
+    "augment.jitter_p": _PROBABILITY,
+    "model.backbone": _NAME,
+    "model.growth_rate": _AT_LEAST_ONE,
+    "model.block_config": _each(_AT_LEAST_ONE, at_least=1),
+    "model.bn_size": _AT_LEAST_ONE,
+    "model.encoder_dropout": _BELOW_ONE,
+    "model.stride": _AT_LEAST_ONE,
+    "model.pos_temperature": _POSITIVE,
+    "model.d_model": Allowed(
+        "a positive multiple of 4 (the 2D sinusoidal encoding has 4 parts)",
+        lambda value: value > 0 and value % 4 == 0,
+    ),
+    "model.nhead": _AT_LEAST_ONE,
+    "model.num_decoder_layers": _AT_LEAST_ONE,
+    "model.dim_feedforward": _AT_LEAST_ONE,
+    "model.dropout": _BELOW_ONE,
+    "model.label_smoothing": _BELOW_ONE,
+    "data.train": _NAME,
+    "data.train_split": _NAME,
+    "data.test": _NAME,
+    "data.test_splits": _each(_NAME),
+    "data.val_fraction": _BELOW_ONE,
+    "data.val_seed": _NOT_NEGATIVE,
+    "data.limit": _AT_LEAST_ONE,
+    "data.test_limit": _AT_LEAST_ONE,
+    "data.vocab": _one_of("crohme", "data"),
+    "data.load_workers": _NOT_NEGATIVE,
+    "data.cache_dir": _NAME,
+    "data.pad_multiple": _AT_LEAST_ONE,
+    "data.canvas_height_step": _AT_LEAST_ONE,
+    "data.canvas_width_step": _AT_LEAST_ONE,
+    "data.length_step": _AT_LEAST_ONE,
+    "data.num_workers": _NOT_NEGATIVE,
+    "data.prefetch_factor": _AT_LEAST_ONE,
+    "train.seed": _NOT_NEGATIVE,
+    "train.init_from": _NAME,
+    "train.device": _DEVICE,
+    "train.threads": _AT_LEAST_ONE,
+    "train.precision": _one_of("bf16", "fp32"),
+    "train.compile_mode": _one_of(
+        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ),
+    "train.optimizer": _one_of("adamw", "adadelta"),
+    "train.lr": _NOT_NEGATIVE,  # 0 freezes the weights (tests of train.init_from do)
+    "train.weight_decay": _NOT_NEGATIVE,
+    "train.betas": _each(_BELOW_ONE, count=2),
+    "train.eps": _POSITIVE,
+    "train.warmup_steps": _NOT_NEGATIVE,
+    "train.min_lr_ratio": _PROBABILITY,
+    "train.grad_clip": _NOT_NEGATIVE,
+    "train.batch_pixels": _AT_LEAST_ONE,
+    "train.max_batch": _AT_LEAST_ONE,
+    "train.epochs": _AT_LEAST_ONE,
+    "train.max_steps": _AT_LEAST_ONE,
+    "train.time_budget": Allowed("a duration such as 90s, 8m or 1h30m", _is_duration),
+    "train.budget_warmup_steps": _NOT_NEGATIVE,
+    "train.budget_measure_steps": _AT_LEAST_ONE,
+    "train.eval_reserve_s": _NOT_NEGATIVE,
+    "train.budget_safety": _BELOW_ONE,
+    "train.ema_decay": _BELOW_ONE,
+    "train.log_every": _AT_LEAST_ONE,
+    "train.val_every": _NOT_NEGATIVE,
+    "train.ckpt_every": _NOT_NEGATIVE,
+    "decode.beam": _AT_LEAST_ONE,
+    "decode.max_len": _AT_LEAST_ONE,
+    "decode.length_penalty": _NOT_NEGATIVE,
+    "decode.batch_pixels": _AT_LEAST_ONE,
+    "decode.max_batch": _AT_LEAST_ONE,
+}
+
+
+def check_config(cfg: Config) -> Config:
+    """``cfg`` if every field holds an allowed value (:data:`ALLOWED`) and the fields agree with
+    each other; else a ConfigError naming each bad key, its value and what it may be."""
+    problems = []
+    for section in fields(cfg):
+        for item in fields(getattr(cfg, section.name)):
+            key = f"{section.name}.{item.name}"
+            value = getattr(getattr(cfg, section.name), item.name)
+            allowed = ALLOWED.get(key)
+            if allowed is not None and value is not None and not allowed.accepts(value):
+                problems.append(f"{key}={value!r}: must be {allowed.text}")
+    if not problems:  # the fields agreeing needs each to be sane first (nhead > 0, ...)
+        problems = list(_disagreements(cfg))
+    if problems:
+        raise ConfigError("invalid config: " + "; ".join(problems))
+    return cfg
+
+
+def _disagreements(cfg: Config) -> Iterator[str]:
+    """A message for each pair of fields whose values cannot go together."""
+    model, augment, preprocess = cfg.model, cfg.augment, cfg.preprocess
+    if model.d_model % model.nhead:
+        yield (
+            f"model.nhead={model.nhead}: must divide model.d_model={model.d_model} "
+            "(each attention head gets d_model / nhead channels)"
+        )
+    if augment.scale_min > augment.scale_max:
+        yield (
+            f"augment.scale_min={augment.scale_min!r}: must be <= "
+            f"augment.scale_max={augment.scale_max!r}"
+        )
+    for side in ("height", "width"):
+        low, high = getattr(preprocess, f"min_{side}"), getattr(preprocess, f"max_{side}")
+        if low > high:
+            yield f"preprocess.min_{side}={low}: must be <= preprocess.max_{side}={high}"
+    if cfg.data.on_device and not cfg.data.static_shapes:
+        yield "data.on_device=true: needs data.static_shapes=true (fixed canvases on the device)"
+
+
 _SCHEMA: DictConfig | None = None
 
 
@@ -220,17 +438,16 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
-            layers.append((OmegaConf.load(path), str(path)))
+            loaded = OmegaConf.load(path)
         except Exception as error:
             raise ConfigError(f"{path}: not a valid YAML config: {error}") from error
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
-        try:
-            layers.append((OmegaConf.from_dotlist([item]), f"override {item!r}"))
-        except Exception as error:
-            raise ConfigError(f"override {item!r}: {error}") from error
-    return _merge(layers)
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(
+                f"{path}: a config file is a mapping of sections (render, model, train, ...), "
+                f"not a {type(loaded).__name__.removesuffix('Config').lower()}"
+            )
+        layers.append((loaded, str(path)))
+    return _merge(layers + [_override(item) for item in overrides])
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
@@ -246,8 +463,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     """``cfg`` with dotted ``overrides`` applied (used on resume)."""
     layers = [(OmegaConf.create(config_to_dict(cfg)), "config")]
-    layers += [(OmegaConf.from_dotlist([item]), f"override {item!r}") for item in overrides]
-    return _merge(layers)
+    return _merge(layers + [_override(item) for item in overrides])
 
 
 def save_config(cfg: Config, path: str | Path) -> Path:
@@ -256,7 +472,19 @@ def save_config(cfg: Config, path: str | Path) -> Path:
     return Path(path)
 
 
+def _override(item: str) -> tuple[DictConfig, str]:
+    """The layer of one dotted ``KEY=VALUE`` override, and its name for messages."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+    try:
+        return OmegaConf.from_dotlist([item]), f"override {item!r}"
+    except Exception as error:
+        raise ConfigError(f"override {item!r}: {error}") from error
+
+
 def _merge(layers: Sequence[tuple[Any, str]]) -> Config:
+    """The layers merged over the schema, converted to a ``Config`` and checked
+    (:func:`check_config`)."""
     merged = _schema()
     for layer, source in layers:
         _coerce_integral_floats(layer, merged)
@@ -265,9 +493,10 @@ def _merge(layers: Sequence[tuple[Any, str]]) -> Config:
         except OmegaConfBaseException as error:
             raise ConfigError(_describe(error, source, merged)) from error
     try:
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        cfg = OmegaConf.to_object(merged)  # resolves interpolations such as ${render.margin}
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error, "config", merged)) from error
+    return check_config(cfg)  # type: ignore[arg-type]
 
 
 def _coerce_integral_floats(layer: Any, schema: DictConfig) -> None:
@@ -280,7 +509,9 @@ def _coerce_integral_floats(layer: Any, schema: DictConfig) -> None:
         if isinstance(value, DictConfig) and isinstance(target, DictConfig):
             _coerce_integral_floats(value, target)
             continue
-        raw = None if isinstance(value, DictConfig) else layer[key]
+        if isinstance(value, DictConfig) or OmegaConf.is_interpolation(layer, key):
+            continue  # an interpolation is resolved (and checked) after the merge
+        raw = layer[key]
         if isinstance(raw, float) and raw.is_integer() and isinstance(target, IntegerNode):
             layer[key] = int(raw)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -13,10 +15,13 @@ from PIL import Image
 
 from hmer.cli import main
 from hmer.cli.predict import output_paths
+from hmer.data.latex import tokens_to_latex
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: What ``hmer predict`` prints for :data:`LABELS`: compact LaTeX (``x+1``, not ``x + 1``).
+LATEX = [tokens_to_latex(tokens) for tokens in LABELS]
 
 
 @pytest.fixture()
@@ -42,7 +47,17 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_one_image_prints_its_latex(checkpoint, folder, capsys):
     code, out, err = _run(capsys, str(folder / "a.png"), "--checkpoint", str(checkpoint))
     assert code == 0 and err == ""
-    assert out == " ".join(LABELS[0]) + "\n"
+    assert out == LATEX[0] + "\n" and " " not in LATEX[0]
+
+
+def test_tokens_prints_the_spaced_form(checkpoint, folder, capsys):
+    argv = [str(folder / "a.png"), str(folder / "c.webp"), "--checkpoint", str(checkpoint)]
+    code, out, _ = _run(capsys, *argv, "--tokens")
+    assert code == 0
+    assert out.splitlines() == [
+        f"{folder / 'a.png'}\t{' '.join(LABELS[0])}",
+        f"{folder / 'c.webp'}\t{' '.join(LABELS[2])}",
+    ]
 
 
 def test_a_folder_expands_to_its_images_sorted(checkpoint, folder, capsys):
@@ -50,7 +65,7 @@ def test_a_folder_expands_to_its_images_sorted(checkpoint, folder, capsys):
     assert code == 0
     lines = [line.split("\t") for line in out.splitlines()]
     assert [Path(path).name for path, _ in lines] == ["a.png", "b.jpg", "c.webp"]
-    assert [latex for _, latex in lines] == [" ".join(t) for t in LABELS]
+    assert [latex for _, latex in lines] == LATEX
 
 
 def test_bad_files_are_named_on_stderr_the_others_still_read(checkpoint, folder, capsys):
@@ -62,10 +77,7 @@ def test_bad_files_are_named_on_stderr_the_others_still_read(checkpoint, folder,
     args = [str(folder / "a.png"), str(broken), str(missing), str(blank), str(folder / "c.webp")]
     code, out, err = _run(capsys, *args, "--checkpoint", str(checkpoint))
     assert code == 1
-    assert [line.split("\t")[1] for line in out.splitlines()] == [
-        " ".join(LABELS[0]),
-        " ".join(LABELS[2]),
-    ]
+    assert [line.split("\t")[1] for line in out.splitlines()] == [LATEX[0], LATEX[2]]
     for path in (broken, missing, blank):
         assert str(path) in err
     assert "no ink" in err
@@ -78,8 +90,133 @@ def test_json_lines_parse_and_carry_the_score(checkpoint, folder, capsys):
     assert [r["tokens"] for r in records] == LABELS
     for record in records:
         assert set(record) == {"path", "latex", "tokens", "score"}
-        assert record["latex"] == " ".join(record["tokens"])
+        assert record["latex"] == tokens_to_latex(record["tokens"])
         assert -1.0 < record["score"] <= 0.0
+
+
+def _odd_names(folder: Path) -> list[Path]:
+    """Copies of ``a.png`` and ``c.webp`` whose names hold a comma, quotes and a tab (cells a
+    table must quote), with a broken picture between them: inputs for the ``--out`` tables."""
+    odd = folder.parent / "odd"
+    odd.mkdir()
+    good = [odd / 'one, "quoted".png', odd / "tab\there.webp"]
+    good[0].write_bytes((folder / "a.png").read_bytes())
+    good[1].write_bytes((folder / "c.webp").read_bytes())
+    (odd / "broken.png").write_bytes(PNG_SIGNATURE + b"truncated")
+    return [good[0], odd / "broken.png", good[1]]
+
+
+def _read_table(path: Path) -> list[dict]:
+    """The rows of an ``--out`` table, read back with the standard library."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines()]
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+def test_out_writes_every_result_to_a_table_that_reads_back(
+    checkpoint, folder, tmp_path, capsys, suffix
+):
+    inputs = _odd_names(folder)
+    table = tmp_path / "tables" / f"results{suffix}"
+    argv = [*map(str, inputs), "--checkpoint", str(checkpoint)]
+    code, out, err = _run(capsys, *argv, "--out", str(table))
+    assert code == 1 and out == ""  # the broken picture fails; the results are in the table
+    assert f"hmer: wrote {table}" in err and f"{inputs[1]}:" in err
+    rows = _read_table(table)
+    assert [row["path"] for row in rows] == list(map(str, inputs))  # in argument order
+    read, broken = [rows[0], rows[2]], rows[1]
+    assert [row["latex"] for row in read] == [LATEX[0], LATEX[2]]
+    if suffix == ".jsonl":  # the records --json prints, and the error of the broken input
+        _, printed, _ = _run(
+            capsys, str(inputs[0]), str(inputs[2]), "--checkpoint", str(checkpoint), "--json"
+        )
+        assert read == [json.loads(line) for line in printed.splitlines()]
+        assert set(broken) == {"path", "error"}
+    else:
+        assert list(rows[0]) == ["path", "latex", "tokens", "score", "low_score", "error"]
+        assert [row["tokens"] for row in read] == [" ".join(LABELS[0]), " ".join(LABELS[2])]
+        assert all(-1.0 < float(row["score"]) <= 0.0 for row in read)
+        assert all(row["low_score"] == row["error"] == "" for row in read)  # no card
+        assert broken["latex"] == broken["tokens"] == broken["score"] == ""
+    assert broken["error"].startswith(f"{inputs[1]}: ")
+
+
+def test_out_format_and_destination_are_checked_before_any_work(tmp_path, capsys):
+    missing = str(tmp_path / "no-such-model.pt")  # reading it would be an error of its own
+    for argv, said in [
+        (["--out", str(tmp_path / "results.xlsx")], "unknown table format '.xlsx'"),
+        (["--out", str(tmp_path / "results")], "no suffix"),
+        (["--out", str(tmp_path / "r.tsv"), "--json"], "not allowed with"),
+    ]:
+        with pytest.raises(SystemExit) as stopped:
+            main(["predict", str(tmp_path), "--checkpoint", missing, *argv])
+        assert stopped.value.code == 2 and said in capsys.readouterr().err
+    (tmp_path / "a.png").write_bytes(PNG_SIGNATURE)
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = tmp_path / "file" / "results.tsv"
+    code, _, err = _run(capsys, str(tmp_path / "a.png"), "--checkpoint", missing, "--out", str(out))
+    assert code == 2 and f"{out}: cannot write" in err and "no-such-model" not in err
+
+
+def test_a_run_that_fails_midway_leaves_the_previous_table_whole(
+    checkpoint, folder, tmp_path, monkeypatch, capsys
+):
+    """hmer.io's contract: the table replaces the old file only once every input is handled; an
+    error (or Ctrl-C) after some rows were written leaves the old file and no temp file."""
+    from hmer.runtime.reading import Reader
+
+    table = tmp_path / "out" / "results.csv"
+    table.parent.mkdir()
+    table.write_text("the previous table\n")
+    monkeypatch.setattr("hmer.cli.predict.CHUNK", 1)  # one image per chunk: rows before the stop
+    original, calls = Reader.predict_images, []
+
+    def stop_on_the_third_chunk(self, images, beam=10):
+        calls.append(len(images))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, images, beam=beam)
+
+    monkeypatch.setattr(Reader, "predict_images", stop_on_the_third_chunk)
+    argv = [str(folder), "--checkpoint", str(checkpoint), "--engine", "torch", "--out", str(table)]
+    with pytest.raises(KeyboardInterrupt):
+        _run(capsys, *argv)
+    assert len(calls) == 3
+    assert table.read_text() == "the previous table\n"
+    assert list(table.parent.iterdir()) == [table]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal_that_results_do_not_go_to(
+    checkpoint, folder, tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    monkeypatch.setattr("hmer.cli.predict.CHUNK", 1)  # three inputs are then "many"
+    argv = [str(folder), "--checkpoint", str(checkpoint), "--engine", "torch"]
+    bar = "3/3"  # tqdm's count of inputs done
+
+    code, _, err = _run(capsys, *argv, "--out", str(tmp_path / "r.tsv"))
+    assert code == 0 and bar not in err  # stderr is not a terminal (a file, a pipe, a CI log)
+
+    def on_terminals(*extra: str, stdout_too: bool) -> str:
+        stderr = _Terminal()
+        monkeypatch.setattr(sys, "stderr", stderr)
+        monkeypatch.setattr(sys, "stdout", _Terminal() if stdout_too else io.StringIO())
+        assert main(["predict", *argv, *extra]) == 0
+        return stderr.getvalue()
+
+    shown = on_terminals("--out", str(tmp_path / "r.tsv"), stdout_too=True)
+    assert bar in shown and f"hmer: wrote {tmp_path / 'r.tsv'}" in shown
+    assert bar in on_terminals(stdout_too=False)  # results redirected to a file
+    assert bar not in on_terminals(stdout_too=True)  # results printed where the bar would be
 
 
 def test_a_model_card_makes_low_scores_said(checkpoint, folder, tmp_path, capsys):
@@ -99,6 +236,13 @@ def test_a_model_card_makes_low_scores_said(checkpoint, folder, tmp_path, capsys
     assert sum(r["low_score"] for r in records) == 1
     (low,) = [r for r in records if r["low_score"]]
     assert err.count("low score") == 1 and low["path"] in err and "3% of the time" in err
+    # A table says it in its low_score column instead, one note per row being noise on stderr.
+    table = tmp_path / "results.csv"
+    code, _, err = _run(capsys, str(folder), "--checkpoint", str(model), "--out", str(table))
+    assert code == 0 and "low score" not in err
+    assert [row["low_score"] for row in _read_table(table)] == [
+        str(r["low_score"]).lower() for r in records
+    ]
     # A card that is not JSON is an error naming it.
     (tmp_path / "model.json").write_text("{oops")
     code, _, err = _run(capsys, str(folder), "--checkpoint", str(model))
@@ -147,7 +291,7 @@ def test_default_model_is_the_shipped_one_or_a_clear_error(checkpoint, folder, m
     shipped.parent.mkdir()
     shipped.write_bytes(checkpoint.read_bytes())
     code, out, _ = _run(capsys, str(folder / "a.png"), "--device", "cpu")
-    assert code == 0 and out.strip() == " ".join(LABELS[0])
+    assert code == 0 and out.strip() == LATEX[0]
 
 
 def test_on_cpu_auto_reads_with_onnxruntime_from_a_cached_export(
@@ -157,12 +301,12 @@ def test_on_cpu_auto_reads_with_onnxruntime_from_a_cached_export(
     pytest.importorskip("onnx")
     image = str(folder / "a.png")
     code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--device", "cpu")
-    assert code == 0 and err == "" and out.strip() == " ".join(LABELS[0])
+    assert code == 0 and err == "" and out.strip() == LATEX[0]
     exports = list((private_cache / "onnx").iterdir())
     assert len(exports) == 1 and (exports[0] / "model.json").is_file()
     for engine in ("onnx", "torch"):
         code, out, _ = _run(capsys, image, "--checkpoint", str(checkpoint), "--engine", engine)
-        assert code == 0 and out.strip() == " ".join(LABELS[0])
+        assert code == 0 and out.strip() == LATEX[0]
     assert list((private_cache / "onnx").iterdir()) == exports  # exported once
 
 
@@ -184,7 +328,7 @@ def test_a_cached_export_is_read_without_importing_torch(checkpoint, folder, pri
     env = {**os.environ, "HMER_CACHE": str(private_cache)}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines() == [" ".join(LABELS[0]), "[]"]
+    assert run.stdout.splitlines() == [LATEX[0], "[]"]
 
 
 def test_without_a_gpu_driver_the_device_is_cpu_without_torch(monkeypatch):
@@ -212,7 +356,7 @@ def test_auto_falls_back_to_pytorch_when_the_export_fails(
     monkeypatch.setattr(hmer.runtime.export, "cached_export", broken)
     image = str(folder / "a.png")
     code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--device", "cpu")
-    assert code == 0 and out.strip() == " ".join(LABELS[0])
+    assert code == 0 and out.strip() == LATEX[0]
     assert "exporter crashed" in err and "PyTorch" in err
     code, out, err = _run(capsys, image, "--checkpoint", str(checkpoint), "--engine", "onnx")
     assert code == 2 and out == "" and "exporter crashed" in err  # asked for: not replaced
@@ -280,7 +424,7 @@ def test_a_picture_piped_on_standard_input_is_read(checkpoint, folder, monkeypat
     stdin(b"")
     code, out, err = _run(capsys, "-", str(folder / "a.png"), "--checkpoint", str(checkpoint))
     assert code == 1 and "<stdin>" in err
-    assert out.splitlines() == [f"{folder / 'a.png'}\t{' '.join(LABELS[0])}"]
+    assert out.splitlines() == [f"{folder / 'a.png'}\t{LATEX[0]}"]
     code, _, err = _run(capsys, "-", "-", "--checkpoint", str(checkpoint))
     assert "standard input can be read once" in err
 

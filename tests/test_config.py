@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from hmer.config import (
+    ALLOWED,
     Config,
     apply_overrides,
     config_from_dict,
@@ -94,6 +96,149 @@ def test_bad_values_and_syntax_are_config_errors(tmp_path):
         load_config(TINY, ["train.lr"])
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+#: Values a user tried (and more of the same kinds): each names its key in the error.
+BAD_VALUES = [
+    "train.lr=-1",
+    "train.lr=-1e-9",
+    "train.betas=[2,3]",
+    "train.betas=[0.9]",
+    "train.eps=0",
+    "train.weight_decay=-0.1",
+    "train.min_lr_ratio=1.5",
+    "train.grad_clip=-1",
+    "train.batch_pixels=0",
+    "train.max_batch=0",
+    "train.epochs=0",
+    "train.max_steps=0",
+    "train.warmup_steps=-5",
+    "train.log_every=0",
+    "train.val_every=-1",
+    "train.ckpt_every=-1",
+    "train.ema_decay=1",
+    "train.budget_safety=1",
+    "train.budget_measure_steps=0",
+    "train.eval_reserve_s=-1",
+    "train.threads=0",
+    "train.seed=-1",
+    "train.device=tpu",
+    "train.device=cuda0",
+    "train.precision=fp16",
+    "train.optimizer=sgd",
+    "train.compile_mode=fast",
+    "train.time_budget=soon",
+    "model.d_model=0",
+    "model.d_model=-8",
+    "model.d_model=66",
+    "model.nhead=0",
+    "model.num_decoder_layers=0",
+    "model.dim_feedforward=0",
+    "model.dropout=1",
+    "model.dropout=-0.1",
+    "model.encoder_dropout=1.5",
+    "model.label_smoothing=1",
+    "model.growth_rate=0",
+    "model.block_config=[]",
+    "model.block_config=[2,0]",
+    "model.stride=0",
+    "model.backbone=' '",
+    "render.symbol_height=0",
+    "render.stroke_width=-1",
+    "render.max_area=0",
+    "preprocess.min_contrast=300",
+    "preprocess.scale_tolerance=-0.1",
+    "augment.affine_p=1.5",
+    "augment.noise_p=-0.1",
+    "augment.jitter_p=2",
+    "augment.shear_deg=90",
+    "augment.scale_min=0",
+    "data.val_fraction=1",
+    "data.val_fraction=-0.1",
+    "data.vocab=mine",
+    "data.num_workers=-1",
+    "data.limit=0",
+    "data.canvas_width_step=0",
+    "decode.beam=0",
+    "decode.max_len=0",
+    "decode.length_penalty=-1",
+]
+
+
+@pytest.mark.parametrize("override", BAD_VALUES)
+def test_out_of_range_values_are_errors_naming_the_key_and_the_range(override):
+    key = override.split("=", 1)[0]
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}=.*: must be "):
+        load_config(TINY, [override])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "keys"),
+    [
+        (["model.nhead=3"], ["model.nhead=3", "model.d_model=64"]),  # tiny's d_model
+        (["augment.scale_min=1.2", "augment.scale_max=1.1"], ["augment.scale_min"]),
+        (["preprocess.min_height=300"], ["preprocess.min_height=300", "preprocess.max_height"]),
+        (["data.on_device=true"], ["data.on_device", "data.static_shapes"]),
+    ],
+)
+def test_fields_that_disagree_are_errors_naming_both(overrides, keys):
+    with pytest.raises(ConfigError) as caught:
+        load_config(TINY, overrides)
+    assert all(key in str(caught.value) for key in keys)
+
+
+def test_every_field_has_its_allowed_values_and_the_defaults_are_allowed():
+    defaults = Config()
+    keys = {
+        f"{section.name}.{item.name}"
+        for section in fields(defaults)
+        for item in fields(getattr(defaults, section.name))
+        if item.type != "bool"  # the schema's type check is all a bool needs
+    }
+    assert keys == set(ALLOWED)
+    assert load_config(None) == Config()
+
+
+@pytest.mark.parametrize(
+    ("override", "value"),
+    [
+        ("train.device=cuda:1", "cuda:1"),
+        ("train.lr=0", 0.0),
+        ("train.betas=[0,0.99]", [0.0, 0.99]),
+        ("model.dropout=0", 0.0),
+        ("data.limit=null", None),
+        ("augment.affine_p=1", 1.0),
+    ],
+)
+def test_edge_values_inside_the_ranges_are_accepted(override, value):
+    section, name = override.split("=", 1)[0].split(".")
+    assert getattr(getattr(load_config(TINY, [override]), section), name) == value
+
+
+def test_values_reached_through_resume_and_checkpoints_are_checked_too():
+    cfg = load_config(TINY)
+    with pytest.raises(ConfigError, match=r"train\.lr=-1"):
+        apply_overrides(cfg, ["train.lr=-1"])
+    with pytest.raises(ConfigError, match=r"model\.nhead"):
+        config_from_dict({**config_to_dict(cfg), "model": {"nhead": 5}}, "last.pt")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(cfg, ["train.lr"])
+
+
+def test_a_file_that_is_not_a_mapping_is_a_config_error(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- train\n- model\n")
+    with pytest.raises(ConfigError, match=r"list\.yaml: a config file is a mapping"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_an_interpolation_of_a_missing_key_is_a_config_error_naming_the_field(tmp_path, where):
+    path = tmp_path / "config.yaml"
+    path.write_text("train:\n  lr: ${missing}\n" if where == "file" else "{}\n")
+    overrides = ["train.lr=${missing}"] if where == "override" else []
+    with pytest.raises(ConfigError, match=r"train\.lr.*'missing'"):
+        load_config(path, overrides)
 
 
 def test_saved_config_round_trips(tmp_path):

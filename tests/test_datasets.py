@@ -222,6 +222,64 @@ def test_csv_with_header_and_commas_in_quotes(tmp_path: Path):
     assert samples[0].tokens == ["f", "(", "x", ",", "y", ")"] and report.count == 0
 
 
+def test_an_unterminated_quote_costs_its_own_row_only(tmp_path: Path):
+    """A quote left open never swallows the rows below it into a label: the row where it
+    opened is reported (lenient) or raised (strict), naming the file and line."""
+    root = make_table_layout(tmp_path / "png")
+    table = root / "quotes.tsv"
+    table.write_text('srcA/one\tx^2\nsrcB/two\t"y - 2\nthree\t\\alpha\n')
+    samples, report = load_samples(table)
+    assert [(s.name, s.tokens) for s in samples] == [
+        ("srcA/one", ["x", "^", "{", "2", "}"]),
+        ("three", ["\\alpha"]),
+    ]
+    assert report.counts == {"bad_row": 1}
+    assert report.examples["bad_row"][0].startswith(f"{table}:2: unterminated quote")
+    with pytest.raises(DataError, match="unterminated quote") as caught:
+        load_samples(table, strict=True)
+    assert caught.value.source == str(table) and caught.value.line == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('srcA/one\tx\nsrcB/two\t"y - 2\n', 2),  # open at the end of the file
+        ('srcA/one\t"x\nsrcB/two\ty"\n', 1),  # a later quote would close it: still open
+        ('srcA/one\t"x" + 1\nsrcB/two\ty\n', 1),  # text after the closing quote
+    ],
+)
+def test_rows_that_cannot_be_read_exactly_fail_strict_mode(tmp_path: Path, text: str, line: int):
+    root = make_table_layout(tmp_path / "png")
+    (root / "bad.tsv").write_text(text)
+    with pytest.raises(DataError) as caught:
+        load_samples(root / "bad.tsv", strict=True)
+    assert caught.value.line == line and caught.value.source.endswith("bad.tsv")
+    samples, report = load_samples(root / "bad.tsv")
+    assert report.counts["bad_row"] == 1 and len(samples) == 1  # the other row still loads
+
+
+def test_quotes_inside_a_label_and_doubled_quotes_are_text(tmp_path: Path):
+    root = make_table_layout(tmp_path / "png")
+    (root / "quoted.tsv").write_text('srcA/one\tx"\nsrcB/two\t"y""\n"\n')
+    samples, report = load_samples(root / "quoted.tsv")
+    assert report.count == 0
+    assert [s.tokens for s in samples] == [["x", '"'], ["y", '"']]
+
+
+def test_a_caption_file_has_no_quoting(tmp_path: Path):
+    root = make_bttr(tmp_path / "data")
+    caption = root / "2014" / "caption.txt"
+    caption.write_text('18_em_0\t" x\n18_em_1\ta\x0cb\n18_em_4\ty "\n18_em_2\tz\n')
+    samples, report = load_samples(root, "2014")
+    assert [(s.name, s.published) for s in samples] == [
+        ("18_em_0", ['"', "x"]),
+        ("18_em_1", ["a", "b"]),
+        ("18_em_2", ["z"]),
+    ]
+    # Only line endings end lines (not the form feed): the missing image's row is line 3.
+    assert report.examples["missing_image"] == [f"{caption}:3: no image(s) for '18_em_4'"]
+
+
 def test_bad_latex_in_a_table_names_the_line(tmp_path: Path):
     root = make_table_layout(tmp_path / "png")
     (root / "bad.tsv").write_text("srcA/one\tx^2\nsrcB/two\t\\frac{1}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -103,6 +104,10 @@ def test_empty_traces_are_dropped_and_trailing_commas_tolerated():
         ("<ink><trace>0 0, 1</trace></ink>", "values"),
         ("<ink><trace>0 0, 1 2 3</trace></ink>", "values"),
         ("<ink><trace>nan 0</trace></ink>", "non-finite"),
+        ("<ink><trace>1e999 0, 1 1</trace></ink>", "non-finite"),
+        ("<ink><trace>1 2, 3 4 5, 6</trace></ink>", "ragged"),
+        ("<ink><trace>-1e308 0, 1e308 10</trace></ink>", "beyond"),
+        ("<ink><trace>5e-324 0, 0 1</trace></ink>", "subnormal"),
         ("<ink><annotation>x</annotation></ink>", "no trace"),
         ("<svg><trace>0 0</trace></svg>", "not InkML"),
     ],
@@ -119,6 +124,60 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path: Path, content: str
 def test_missing_file_is_a_data_error(tmp_path: Path):
     with pytest.raises(DataError, match="cannot read"):
         parse_inkml(tmp_path / "missing.inkml")
+
+
+def test_errors_name_the_trace_by_id_or_position():
+    with pytest.raises(DataError, match="trace 't7'"):
+        parse_inkml('<ink><trace id="t7">0 0, 1 2 3</trace></ink>')
+    with pytest.raises(DataError, match="trace #2: point 3 has 1 values"):
+        parse_inkml("<ink><trace>0 0</trace><trace>0 0, 1 1, 2</trace></ink>")
+
+
+def test_what_is_not_a_file_or_too_large_is_refused_before_reading(tmp_path: Path, monkeypatch):
+    """A folder, a pipe (whose opening would wait for a writer forever) and a file above the
+    size limit are errors naming them, nothing read from them; so is a file of too many
+    traces."""
+    import hmer.data.inkml
+
+    folder = tmp_path / "folder.inkml"
+    folder.mkdir()
+    with pytest.raises(DataError, match="a folder") as caught:
+        parse_inkml(folder)
+    assert caught.value.source == str(folder)
+    pipe = tmp_path / "pipe.inkml"
+    os.mkfifo(pipe)
+    with pytest.raises(DataError, match="a device, pipe or socket"):
+        parse_inkml(pipe)
+    large = tmp_path / "large.inkml"
+    large.write_text(inkml_text(glyphs(3)))
+    monkeypatch.setattr(hmer.data.inkml, "MAX_INKML_BYTES", large.stat().st_size - 1)
+    with pytest.raises(DataError, match="too large") as caught:
+        parse_inkml(large)
+    assert caught.value.source == str(large)
+    monkeypatch.setattr(hmer.data.inkml, "MAX_TRACES", 2)
+    with pytest.raises(DataError, match="3 traces, more than 2"):
+        parse_inkml(inkml_text(glyphs(3)))
+
+
+_COORDINATE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
+    st.sampled_from([0.0, 5e-324, -2.2e-308, 1e9, 1e9 + 1, -1e308, 1e308, 1e-300]),
+    st.integers(-(10**12), 10**12).map(float),
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.lists(st.tuples(_COORDINATE, _COORDINATE), min_size=1, max_size=6), max_size=4))
+def test_any_coordinates_parse_and_draw_or_are_a_data_error(traces: list[list[tuple]]):
+    """Whatever the numbers (overflowing, subnormal, infinite, far apart), a file either parses
+    to finite traces that draw within the size limits, or is a DataError."""
+    text = inkml_text([", ".join(f"{x!r} {y!r}" for x, y in trace) for trace in traces])
+    try:
+        image = render_traces(parse_inkml(text).traces)
+    except DataError:
+        return
+    cfg = RenderConfig()
+    assert image.shape[0] <= cfg.max_height and image.shape[1] <= cfg.max_width
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -214,6 +273,16 @@ def test_stroke_width_is_close_to_the_request():
         length = math.pi * (3 * (a + b) - math.sqrt((3 * a + b) * (a + 3 * b)))
         mean_width = image.sum() / 255.0 / length
         assert mean_width == pytest.approx(width, abs=0.5)
+
+
+def test_huge_coordinate_ranges_draw_on_a_bounded_canvas():
+    """Glyphs a billion units apart are drawn small, not on a billion-pixel canvas: the scale
+    comes from the symbols, the size limits shrink the rest."""
+    far = [*glyphs(1, size=10.0), *(np.add(t, (9e8, 5e8)) for t in glyphs(1, size=10.0))]
+    image = render_traces(far)
+    cfg = RenderConfig()
+    assert image.shape[0] <= cfg.max_height and image.shape[1] <= cfg.max_width
+    assert image.max() == 255
 
 
 def test_dots_are_drawn():

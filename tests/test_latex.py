@@ -238,16 +238,73 @@ def test_arbitrary_text_only_ever_raises_latex_error(raw: str) -> None:
 # --- tokens_to_latex ---------------------------------------------------------------------------
 
 
-def test_tokens_to_latex_space_joins_canonical_tokens() -> None:
-    tokens = normalize_latex("\\frac{x^2}{\\sqrt[3]{y}}")
-    assert tokens_to_latex(tokens) == " ".join(tokens)
+@pytest.mark.parametrize(
+    ("raw", "compact"),
+    [
+        ("x^2+y", "x^{2}+y"),
+        ("\\frac a b", "\\frac{a}{b}"),
+        ("\\sqrt[n]x", "\\sqrt[n]{x}"),
+        ("\\frac{x^2}{\\sqrt[3]{y}}", "\\frac{x^{2}}{\\sqrt[3]{y}}"),
+        # a space only between a control word and a letter, which would lengthen its name
+        ("\\sin x", "\\sin x"),
+        ("\\alpha b", "\\alpha b"),
+        ("\\sin \\alpha", "\\sin\\alpha"),
+        ("\\alpha 2", "\\alpha2"),
+        ("\\int \\limits_0^1 f(x) dx", "\\int\\limits_{0}^{1}f(x)dx"),
+        ("\\{ x \\} \\% y", "\\{x\\}\\%y"),
+        ("12 \\times 3", "12\\times3"),
+    ],
+)
+def test_tokens_to_latex_writes_compact_latex(raw: str, compact: str) -> None:
+    tokens = normalize_latex(raw)
+    assert tokens_to_latex(tokens) == compact
+    assert normalize_latex(compact) == tokens
 
 
 def test_tokens_to_latex_balances_braces_of_decoder_output() -> None:
-    assert tokens_to_latex(["}", "x", "^", "{", "2"]) == "x ^ { 2 }"
-    assert tokens_to_latex(["\\frac", "{", "1", "}", "{", "{", "2", "}"]) == (
-        "\\frac { 1 } { { 2 } }"
+    assert tokens_to_latex(["}", "x", "^", "{", "2"]) == "x^{2}"
+    assert tokens_to_latex(["\\frac", "{", "1", "}", "{", "{", "2", "}"]) == "\\frac{1}{{2}}"
+    # a dropped brace does not glue a control word to the letter after it
+    assert tokens_to_latex(["\\alpha", "}", "b"]) == "\\alpha b"
+
+
+def _spaces_are_needed(latex: str) -> bool:
+    """Every space in ``latex`` ends a control word that a letter follows."""
+    return all(
+        re.search(r"\\[A-Za-z]+$", latex[:i]) and latex[i + 1 : i + 2].isalpha()
+        for i, ch in enumerate(latex)
+        if ch == " "
     )
+
+
+@FAST
+@given(_expressions())
+def test_compact_latex_reads_back_to_the_same_tokens(raw: str) -> None:
+    tokens = normalize_latex(raw)
+    compact = tokens_to_latex(tokens)
+    assert normalize_latex(compact) == tokens
+    assert _spaces_are_needed(compact), compact
+
+
+_BRACELESS_VOCAB = sorted(set(CROHME_SYMBOLS) - {"{", "}"})
+
+
+@FAST
+@given(st.lists(st.sampled_from(_BRACELESS_VOCAB), min_size=1, max_size=12))
+def test_compact_latex_of_any_decoder_output_reads_as_its_spaced_form(tokens: list[str]) -> None:
+    """Whatever a decoder writes (here: any vocabulary tokens, braces aside, which are
+    balanced first), the compact string reads exactly as the space-joined one: the same tokens,
+    or the same error."""
+
+    def read(latex: str) -> list[str] | str:
+        try:
+            return normalize_latex(latex)
+        except LatexError as error:
+            return str(error).split(" in ", 1)[0]  # the reason, less the quoted string
+
+    compact = tokens_to_latex(tokens)
+    assert read(compact) == read(" ".join(tokens))
+    assert _spaces_are_needed(compact), compact
 
 
 def test_matplotlib_mathtext_renders_every_crohme_token() -> None:
@@ -401,3 +458,21 @@ def test_every_official_truth_normalizes_except_the_broken_ones(crohme: Path) ->
     assert failures.keys() == BROKEN_TRUTHS.keys()
     for name, reason in BROKEN_TRUTHS.items():
         assert failures[name].startswith(f"{name}: {reason}")
+
+
+@pytest.mark.crohme
+def test_every_official_truth_survives_compact_latex(crohme: Path) -> None:
+    """Train and the 2014/2016/2019 tests: the compact LaTeX of every truth's tokens reads back
+    to those tokens."""
+    truths = read_truths(crohme / "inkml")
+    assert len(truths) == 8835 + 986 + 1147 + 1199
+    checked = 0
+    for name, raw in truths.items():
+        if name in BROKEN_TRUTHS:
+            continue
+        tokens = normalize_latex(raw, name)
+        compact = tokens_to_latex(tokens)
+        assert normalize_latex(compact, name) == tokens, (name, compact)
+        assert _spaces_are_needed(compact), (name, compact)
+        checked += 1
+    assert checked == len(truths) - len(BROKEN_TRUTHS)

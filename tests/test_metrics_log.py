@@ -9,7 +9,7 @@ import time
 import torch
 from torch import nn
 
-from hmer.engine.metrics_log import MetricsLog, Phases, TrainWindow, weights_digest
+from hmer.engine.metrics_log import MetricsLog, Phases, TrainWindow, record_line, weights_digest
 
 
 def test_metrics_log_appends_one_json_object_per_line_and_rank_zero_only(tmp_path):
@@ -26,6 +26,17 @@ def test_metrics_log_appends_one_json_object_per_line_and_rank_zero_only(tmp_pat
     silent = MetricsLog(None)  # other ranks
     silent.write({"kind": "train"})
     silent.close()
+
+
+def test_a_record_line_reads_back_as_the_record_it_was(tmp_path):
+    record = {"kind": "val", "step": 3, "exprate": 12.5, "best": None, "loss": float("nan")}
+    line = record_line(record)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert json.loads(line).keys() == record.keys() and json.loads(line)["exprate"] == 12.5
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write(record)
+    log.close()
+    assert (tmp_path / "metrics.jsonl").read_text() == line  # what a rewind writes back
 
 
 def test_phases_add_up_wall_time_less_the_phases_inside(monkeypatch):

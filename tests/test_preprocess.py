@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from hmer.data.inkml import RenderConfig, load_image, render_traces
+from hmer.data.inkml import RenderConfig, load_image, read_file, render_traces
 from hmer.data.preprocess import (
     PreprocessConfig,
+    decode_image,
     glyph_height,
     preprocess,
     to_grayscale,
     to_tensor,
+    to_uint8,
 )
 from hmer.errors import DataError
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 
 def expression(count: int = 5, size: float = 10.0) -> list[np.ndarray]:
@@ -191,6 +198,43 @@ def test_non_images_are_data_errors(shape):
         to_grayscale(np.zeros(shape, np.uint8))
 
 
+@pytest.mark.parametrize(
+    ("pixels", "levels"),
+    [
+        (np.array([0, 7, 255], np.uint16), [0, 7, 255]),  # 8-bit data in a 16-bit file
+        (np.array([0, 2048, 4095], np.uint16), [0, 128, 255]),  # 12-bit data
+        (np.array([0, 257 * 100, 65535], np.uint16), [0, 100, 255]),
+        (np.array([0, 1000, 70000], np.int32), [0, 4, 255]),  # beyond 16 bits: up to the max
+        (np.array([0.0, 0.5, 1.0], np.float32), [0, 128, 255]),
+        (np.array([0.0, 100.0, 255.0], np.float64), [0, 100, 255]),
+        (np.array([-1.0, 0.0, 1.0], np.float32), [0, 128, 255]),  # negatives: min to max
+        # Broken pixels take the median level: 0.6 of [0.2, 1.0].
+        (np.array([0.2, np.nan, np.inf, -np.inf, 1.0], np.float32), [51, 153, 153, 153, 255]),
+        (np.array([False, True]), [0, 255]),
+    ],
+)
+def test_pixels_are_read_in_their_real_range(pixels: np.ndarray, levels: list[int]):
+    assert to_uint8(pixels[None]).tolist() == [levels]
+
+
+@pytest.mark.parametrize(
+    "pixels", [np.full((2, 2), np.nan), np.zeros((2, 2), complex), np.array([["a", "b"]])]
+)
+def test_pixels_that_are_not_finite_numbers_are_data_errors(pixels: np.ndarray):
+    with pytest.raises(DataError):
+        to_uint8(pixels)
+
+
+def test_deep_and_float_pictures_read_like_their_8_bit_original(render: np.ndarray):
+    """16-bit pictures whose values all lie below 256 are not blank, and one infinite or NaN
+    pixel does not blank a float picture."""
+    expected = preprocess(paper(render))
+    assert np.array_equal(preprocess(paper(render).astype(np.uint16)), expected)
+    floats = paper(render).astype(np.float32) / 255
+    floats[0, 0], floats[-1, -1] = np.inf, np.nan
+    assert similar(preprocess(floats), expected)
+
+
 def test_to_tensor_is_float_ink_one(render: np.ndarray):
     tensor = to_tensor(render)
     assert tensor.shape == (1, *render.shape) and tensor.dtype == torch.float32
@@ -204,6 +248,85 @@ def test_load_image_reads_common_formats(tmp_path: Path, render: np.ndarray, suf
     image = load_image(path)
     assert image.shape[:2] == render.shape
     assert similar(preprocess(image), preprocess(render))
+
+
+def _saved(image: PIL.Image.Image, path: Path) -> Path:
+    image.save(path)
+    return path
+
+
+#: Pictures in every PIL mode users' files come in, made from an 8-bit paper picture.
+MODES = {
+    "1-bit": lambda im, d: _saved(im.point(lambda v: 255 * (v > 127)).convert("1"), d / "a.png"),
+    "palette": lambda im, d: _saved(im.convert("P"), d / "a.png"),
+    "palette+transparency": lambda im, d: _saved(_transparent_palette(im), d / "a.png"),
+    "LA": lambda im, d: _saved(im.convert("LA"), d / "a.png"),
+    "RGBA": lambda im, d: _saved(im.convert("RGBA"), d / "a.webp"),
+    "CMYK": lambda im, d: _saved(im.convert("CMYK"), d / "a.jpg"),
+    "CMYK tiff": lambda im, d: _saved(im.convert("CMYK"), d / "a.tiff"),
+    "I;16": lambda im, d: _saved(im.convert("I;16"), d / "a.png"),
+    "I": lambda im, d: _saved(im.convert("I"), d / "a.tiff"),
+    "F": lambda im, d: _saved(im.convert("F"), d / "a.tiff"),
+}
+
+
+def _transparent_palette(image: PIL.Image.Image) -> PIL.Image.Image:
+    """The paper picture as a palette image (gray level i: index i) whose white is transparent."""
+    palette = image.convert("P")
+    palette.info["transparency"] = 255
+    return palette
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_pil_mode_reads_like_the_8_bit_picture(tmp_path: Path, render: np.ndarray, mode: str):
+    from PIL import Image
+
+    path = MODES[mode](Image.fromarray(paper(render)), tmp_path)
+    assert similar(preprocess(load_image(path)), preprocess(render))
+
+
+def _encoded(image: np.ndarray, suffix: str) -> bytes:
+    ok, data = cv2.imencode(suffix, image)
+    assert ok
+    return data.tobytes()
+
+
+def test_the_pixel_budget_is_checked_on_the_header_before_decoding(render: np.ndarray):
+    """Above the budget a PNG is refused (naming it) and a JPEG decoded at a reduced size that
+    fits (1/2 or 1/4), whatever Pillow's own limit says; that limit is left as it was."""
+    from PIL import Image
+
+    picture = cv2.resize(paper(render), (400, 300))
+    with pytest.raises(DataError, match="too large: 400 x 300") as caught:
+        decode_image(_encoded(picture, ".png"), "big.png", max_pixels=20_000)
+    assert caught.value.source == "big.png"
+    reduced = decode_image(_encoded(picture, ".jpg"), "big.jpg", max_pixels=20_000)
+    assert reduced.shape == (75, 100)  # 1/2 would be 30,000 pixels
+    with pytest.raises(DataError, match="too large"):
+        decode_image(_encoded(picture, ".jpg"), "big.jpg", max_pixels=1_000)
+    before = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = 1_000  # Pillow would call 120,000 pixels a bomb
+        assert decode_image(_encoded(picture, ".png")).shape == (300, 400)
+        assert Image.MAX_IMAGE_PIXELS == 1_000
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def test_what_is_not_an_image_file_is_refused_before_reading(tmp_path: Path):
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    with pytest.raises(DataError, match="a folder"):
+        load_image(folder)
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)  # opening it would wait for a writer forever
+    with pytest.raises(DataError, match="a device, pipe or socket"):
+        load_image(pipe)
+    large = tmp_path / "large.png"
+    large.write_bytes(b"\x89PNG" + bytes(100))
+    with pytest.raises(DataError, match="too large") as caught:
+        read_file(large, max_bytes=50)
+    assert caught.value.source == str(large)
 
 
 def test_load_image_keeps_rgba_order_and_alpha(tmp_path: Path, render: np.ndarray):

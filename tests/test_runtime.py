@@ -14,8 +14,8 @@ import pytest
 from helpers import LABELS, paper
 from PIL import Image
 
+from hmer.data.batching import pad_images
 from hmer.runtime.export import cached_export
-from hmer.runtime.reading import pad_images
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

@@ -1,194 +1,283 @@
-"""``hmer serve``: the drawing page, strokes in and LaTeX out, clear refusals of bad requests."""
+"""``hmer serve``'s API: the page, strokes or a picture in, LaTeX, preview and alternatives out,
+and clear refusals (naming the field) of bad requests. Through FastAPI's TestClient; the real
+server (uvicorn, sockets, load) is tests/test_serve_http.py."""
 
 from __future__ import annotations
 
 import json
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 
-import numpy as np
+import anyio
 import pytest
-from helpers import LABELS
+from fastapi.testclient import TestClient
+from helpers import LABELS, paper, write_inkml
+from serve_helpers import page_strokes, png
 
-from hmer.errors import DataError
-from hmer.serve import MAX_BODY_BYTES, make_server, math_svg, parse_strokes
+from hmer.card import LowScore
+from hmer.data.latex import tokens_to_latex
+from hmer.serve import PAGE, make_app
+from hmer.serve.about import describe_model
+from hmer.serve.guard import BodyGuard
+from hmer.serve.schema import MAX_BODY_BYTES, MAX_POINTS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
+#: A model card as scripts/model_card.py writes it (the parts the server reads).
+STARTER_CARD = {
+    "name": "hmer CPU starter model",
+    "scores": {"beam": {"2014": {"exprate": 15.16}, "2016": {"exprate": 14.04}}},
+    "low_score": {
+        "threshold": -0.33,
+        "exprate": 5.0,
+        "count": 621,
+        "split": "2014",
+        "method": "beam",
+    },
+}
+
 
 @pytest.fixture(scope="module")
-def url(recognizer) -> Iterator[str]:
-    server = make_server(recognizer, "127.0.0.1", 0, beam=3)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}"
-    server.shutdown()
-    server.server_close()
+def client(recognizer) -> TestClient:
+    return TestClient(make_app(recognizer, beam=3))
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"{url}/predict", body, {"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+@pytest.fixture(scope="module")
+def written(client) -> dict:
+    """The answer to LABELS[0] written on the page."""
+    reply = client.post("/predict", json={"strokes": page_strokes(LABELS[0])})
+    assert reply.status_code == 200, reply.text
+    return reply.json()
 
 
-def _strokes(tokens: list[str]) -> list[list[list[float]]]:
-    """``tokens`` written by the synthetic generator's first hand (the hand of the fitted
-    model's training picture of LABELS[0]), as page strokes: lists of [x, y]."""
-    pytest.importorskip("HersheyFonts", reason="synthetic handwriting needs hershey-fonts")
-    from hmer.data.synth import draw
-
-    drawing = draw(tokens, np.random.default_rng(0))
-    return [trace.tolist() for trace in drawing.traces]
-
-
-def test_the_page_is_served_with_its_writing_area(url):
-    with urllib.request.urlopen(f"{url}/", timeout=10) as answer:
-        assert answer.status == 200
-        assert answer.headers["Content-Type"].startswith("text/html")
-        page = answer.read().decode()
-    assert "<canvas" in page and "/predict" in page
-
-
-def test_written_strokes_are_read_as_latex(url):
-    status, answer = _post(url, json.dumps({"strokes": _strokes(LABELS[0])}).encode())
-    assert status == 200
-    assert answer["tokens"] == LABELS[0] and answer["latex"] == " ".join(LABELS[0])
-    assert answer["score"] <= 0
-    assert answer["svg"].lstrip().startswith("<?xml") and "<svg" in answer["svg"]
-
-
-def test_a_low_score_comes_with_a_note_for_the_page(recognizer):
-    from hmer.card import LowScore
-
-    strokes = json.dumps({"strokes": _strokes(LABELS[0])}).encode()
-    for threshold, noted in ((0.5, True), (-50.0, False)):
-        low = LowScore(threshold, exprate=2.0, count=100, split="2014", method="beam")
-        server = make_server(recognizer, "127.0.0.1", 0, beam=3, low_score=low)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            host, port = server.server_address[:2]
-            status, answer = _post(f"http://{host}:{port}", strokes)
-        finally:
-            server.shutdown()
-            server.server_close()
-        assert status == 200
-        if noted:
-            assert "low score" in answer["note"] and "2% of the time" in answer["note"]
-        else:
-            assert answer["note"] is None
+def test_the_page_is_served_with_its_writing_area(client):
+    reply = client.get("/")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/html")
+    assert "<canvas" in reply.text and "/predict" in reply.text
+    assert reply.text == PAGE.read_text(encoding="utf-8")
+    # What the page shows may talk to this server only.
+    assert "connect-src 'self'" in reply.headers["content-security-policy"]
 
 
 @pytest.mark.parametrize(
-    ("body", "named"),
+    "path",
     [
-        (b"{not json", "Expecting"),
-        (b'{"ink": []}', '"strokes"'),
-        (b'{"strokes": []}', "strokes: empty"),
-        (b'{"strokes": [[[1, 2]], [[3, "a"]]]}', "strokes[1][0]"),
-        (b'{"strokes": [[]]}', "strokes[0]"),
-        (b'{"strokes": [[[1, 2]]], "beam": 0}', "beam"),
+        "/../pyproject.toml",
+        "/%2e%2e/%2e%2e/pyproject.toml",
+        "/assets/model.pt",
+        "/hmer/assets/draw.html/../model.json",
+        "/static-offline-docs/../../serve/app.py",
+        "/static-offline-docs/%2e%2e%2f%2e%2e%2fcard.py",
+        "/index.html/..%2f..%2fcard.py",
     ],
 )
-def test_bad_requests_are_refused_naming_the_field(url, body, named):
-    status, answer = _post(url, body)
-    assert status == 400
-    assert named in answer["error"]
+def test_no_path_reaches_a_file_beside_the_page(client, path):
+    reply = client.get(path)
+    assert reply.status_code == 404
+    assert reply.json()["error"].startswith("GET /") and "no such page" in reply.json()["error"]
 
 
-def test_oversized_requests_are_refused_before_reading(url):
-    request = urllib.request.Request(
-        f"{url}/predict", b"{}", {"Content-Length": str(MAX_BODY_BYTES + 1)}, method="POST"
-    )
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10)
-    assert refused.value.code == 413
+def test_written_strokes_are_read_as_latex_with_a_preview(written):
+    assert written["tokens"] == LABELS[0]
+    assert written["latex"] == tokens_to_latex(LABELS[0])
+    assert written["score"] <= 0
+    assert written["mathml"].startswith("<math") and written["mathml"].endswith("</math>")
+    assert written["confidence"] is None and written["note"] is None  # the model has no card
 
 
-def test_a_bad_content_length_is_refused(url):
-    import http.client
-
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.putrequest("POST", "/predict")
-    connection.putheader("Content-Length", "-5")
-    connection.endheaders()
-    answer = connection.getresponse()
-    assert answer.status == 400 and "Content-Length" in json.loads(answer.read())["error"]
-    connection.close()
-
-
-def test_strokes_become_float_traces():
-    traces = parse_strokes({"strokes": [[[0, 0], [1.5, 2]], [[3, 4]]]})
-    assert [t.shape for t in traces] == [(2, 2), (1, 2)]
-    assert traces[0].dtype == np.float64
-    with pytest.raises(DataError, match=r"strokes\[0\]\[1\]"):
-        parse_strokes({"strokes": [[[0, 0], [float("nan"), 1]]]})
+def test_the_alternatives_are_the_searchs_best_readings_best_first(client, recognizer, written):
+    strokes = page_strokes(LABELS[0])
+    alternatives = written["alternatives"]
+    assert alternatives[0] == {k: v for k, v in written.items() if k != "alternatives"}
+    expected = recognizer.predict_alternatives([recognizer.prepare(strokes)], beam=3, count=5)[0]
+    assert [a["tokens"] for a in alternatives] == [p.tokens for p in expected]
+    assert len({a["latex"] for a in alternatives}) == len(alternatives) > 1
+    scores = [a["score"] for a in alternatives]
+    assert scores == sorted(scores, reverse=True)
+    two = client.post("/predict", json={"strokes": strokes, "alternatives": 2, "beam": 3}).json()
+    assert [a["tokens"] for a in two["alternatives"]] == [p.tokens for p in expected[:2]]
 
 
-def test_latex_is_rendered_as_svg_when_mathtext_can():
-    assert "<svg" in math_svg(r"\frac { x } { 2 }")
-    assert math_svg(r"\frac { x") is None
-    assert math_svg("") is None
-
-
-def test_the_command_serves_until_stopped(checkpoint, private_cache):
-    import os
-    import re
-    import signal
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "hmer", "serve", "--checkpoint", str(checkpoint)]
-    command += ["--port", "0", "--device", "cpu"]
-    env = {**os.environ, "HMER_CACHE": str(private_cache)}
-    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        said = []  # stderr up to the line with the address (warnings may come first)
-        while not (found := re.search(r"http://[\d.]+:\d+", said[-1] if said else "")):
-            said.append(server.stderr.readline())
-            assert said[-1], f"hmer serve ended before saying where: {''.join(said)}"
-        status, answer = _post(
-            found.group(0), json.dumps({"strokes": _strokes(LABELS[0])}).encode()
+def test_confidence_is_said_in_words_from_the_model_card(recognizer):
+    strokes = {"strokes": page_strokes(LABELS[0])}
+    for threshold, confidence in ((0.5, "unsure"), (-50.0, "sure")):
+        low = LowScore(threshold, exprate=2.0, count=100, split="2014", method="beam")
+        found = TestClient(make_app(recognizer, beam=3, low_score=low)).post(
+            "/predict", json=strokes
         )
-        assert status == 200 and answer["tokens"] == LABELS[0]
-    finally:
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 0
+        assert found.json()["confidence"] == confidence
+        if confidence == "unsure":
+            assert "2% of the time" in found.json()["note"]
+        else:
+            assert found.json()["note"] is None
 
 
-def test_the_page_posts_the_strokes_and_shows_the_answer():
-    """The page's own script, run by node against a minimal fake DOM (tests/js/draw_page.js):
-    two strokes written in quick succession make one request, and the answer is shown."""
-    import shutil
-    import subprocess
-    from pathlib import Path
+def test_the_page_is_told_when_the_model_is_a_small_starter_model(recognizer):
+    info = TestClient(make_app(recognizer, card=STARTER_CARD)).get("/model").json()
+    assert info["starter"] and info["name"] == "hmer CPU starter model"
+    assert "starter model" in info["notice"] and "15% of the CROHME 2014" in info["notice"]
+    assert describe_model({"name": "BTTR trained on a GPU"}) == (
+        "BTTR trained on a GPU",
+        False,
+        None,
+    )
+    name, starter, notice = describe_model(None)
+    assert name is None and not starter and "no card" in notice
 
-    from hmer.serve import PAGE
 
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the page's script cannot be run here")
-    driver = Path(__file__).parent / "js" / "draw_page.js"
-    run = subprocess.run([node, str(driver), str(PAGE)], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    seen = json.loads(run.stdout)
-    # Page pixels relative to the writing area (the fake area's corner is at (10, 20)).
-    assert seen["sent"] == [
-        {
-            "url": "/predict",
-            "method": "POST",
-            "body": {"strokes": [[[20, 20], [25, 25]], [[50, 20]]], "beam": 10},
-        }
-    ]
-    assert seen["latex"] == "x + 1" and "<svg" in seen["rendered"]
-    assert seen["status"].startswith("score -0.250")
+def test_health_and_model_limits(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/model").json()
+    assert info["beam"] == 3 and info["more_beam"] > info["beam"]
+    assert info["max_points"] == MAX_POINTS and info["max_body_bytes"] == MAX_BODY_BYTES
+
+
+def test_the_api_is_described_and_its_page_works_offline(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/image", "/health", "/model"} <= spec["paths"].keys()
+    refusals = spec["paths"]["/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "422"} <= refusals.keys()
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert "cdn." not in docs.text  # Swagger UI is served from the package
+    script = docs.text.split('<script src="', 1)[1].split('"', 1)[0]
+    assert client.get(script).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "said"),
+    [
+        (b"{not json", 400, None, "not valid JSON"),
+        (b'{"ink": []}', 422, "strokes", "strokes: Field required"),
+        (b'{"strokes": []}', 422, "strokes", "at least 1 item"),
+        (b'{"strokes": [[[1, 2]], [[3, "a"]]]}', 422, "strokes[1][0][1]", "valid number"),
+        (b'{"strokes": [[[1, 2]], [[3, true]]]}', 422, "strokes[1][0][1]", "valid number"),
+        (b'{"strokes": [[[1, 2, 3]]]}', 422, "strokes[0][0]", "at most 2 items"),
+        (b'{"strokes": [[]]}', 422, "strokes[0]", "at least 1 item"),
+        (b'{"strokes": [[[NaN, 1]]]}', 422, "strokes[0][0][0]", "finite"),
+        (b'{"strokes": [[[1e400, 1]]]}', 422, "strokes[0][0][0]", "finite"),
+        (b'{"strokes": [[[1' + b"0" * 400 + b", 2]]]}", 422, "strokes[0][0][0]", "number"),
+        (b'{"strokes": [[[-2e6, 1]]]}', 422, "strokes[0][0][0]", "greater than or equal"),
+        (b'{"strokes": [[[1, 2]]], "beam": 0}', 422, "beam", "greater than or equal to 1"),
+        (b'{"strokes": [[[1, 2]]], "beam": 3.5}', 422, "beam", "integer"),
+        (b'{"strokes": [[[1, 2]]], "alternatives": 99}', 422, "alternatives", "less than"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, None, "error parsing the body"),
+        (b"null", 422, None, "body: "),
+        (b"", 422, None, "body: Field required"),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(client, body, status, field, said):
+    reply = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert reply.status_code == status
+    assert reply.json()["field"] == field
+    assert said in reply.json()["error"]
+    if field is not None:
+        assert reply.json()["error"].startswith(f"{field}: ")
+
+
+def test_too_many_points_are_refused_before_reading(client):
+    strokes = [[[float(i % 100), float(i // 100)] for i in range(MAX_POINTS + 1)]]
+    reply = client.post("/predict", json={"strokes": strokes})
+    assert reply.status_code == 422 and reply.json()["field"] == "strokes"
+    assert str(MAX_POINTS) in reply.json()["error"]
+
+
+def test_tiny_and_huge_coordinates_are_read_or_refused_never_a_crash(client):
+    for strokes in ([[[5e-324, 5e-324], [1e-323, 5e-324]]], [[[-1e6, 0], [1e6, 1]]]):
+        reply = client.post("/predict", json={"strokes": strokes, "beam": 1})
+        assert reply.status_code in (200, 422), reply.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/predict", "POST"), ("PUT", "/predict/image", "POST"), ("POST", "/health", "GET")],
+)
+def test_a_wrong_method_is_405_saying_which_are_allowed(client, method, path, allowed):
+    reply = client.request(method, path)
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == allowed and f"allowed: {allowed}" in reply.json()["error"]
+
+
+def test_a_body_over_the_limit_is_413(client):
+    reply = client.post("/predict", content=b" " * (MAX_BODY_BYTES + 1))
+    assert reply.status_code == 413 and str(MAX_BODY_BYTES) in reply.json()["error"]
+
+
+def test_a_body_over_the_limit_without_a_length_is_413_as_it_arrives(client):
+    def chunks():  # sent chunked: no Content-Length to judge it by
+        for _ in range(MAX_BODY_BYTES // (1 << 20) + 2):
+            yield b" " * (1 << 20)
+
+    reply = client.post("/predict", content=chunks(), headers={"Content-Type": "application/json"})
+    assert reply.status_code == 413 and "past that size" in reply.json()["error"]
+
+
+async def _guarded(headers: list[tuple[bytes, bytes]], receive, timeout: float = 5.0) -> dict:
+    """One request through :class:`BodyGuard` in front of an app that reads the whole body."""
+
+    async def app(scope, receive, send):
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
+    await BodyGuard(app, max_bytes=100, timeout=timeout)(scope, receive, send)
+    return {"status": sent[0]["status"], "body": b"".join(m.get("body", b"") for m in sent[1:])}
+
+
+def test_a_content_length_that_is_not_a_byte_count_is_400():
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    for length in ("²", "-5", "1e3", " 12"):
+        answer = anyio.run(_guarded, [(b"content-length", length.encode())], receive)
+        assert answer["status"] == 400
+        assert "Content-Length" in json.loads(answer["body"])["error"]
+
+
+def test_a_body_that_stops_arriving_is_408():
+    async def receive():
+        await anyio.sleep_forever()
+
+    answer = anyio.run(_guarded, [], receive, 0.05)
+    assert answer["status"] == 408 and "stopped arriving" in json.loads(answer["body"])["error"]
+
+
+def test_an_uploaded_picture_is_read(client, renders):
+    for labels, ink in zip(LABELS, renders, strict=True):
+        files = {"image": ("formula.png", png(paper(ink)), "image/png")}
+        reply = client.post("/predict/image", files=files, data={"beam": "3"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["tokens"] == labels and reply.json()["mathml"]
+
+
+def test_an_uploaded_inkml_file_is_read_as_ink(client, tmp_path):
+    write_inkml(tmp_path / "a.inkml", 3, None)
+    files = {"image": ("a.inkml", (tmp_path / "a.inkml").read_bytes(), "application/xml")}
+    reply = client.post("/predict/image", files=files, data={"alternatives": "2"})
+    assert reply.status_code == 200, reply.text
+    assert 1 <= len(reply.json()["alternatives"]) <= 2
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "field", "said"),
+    [
+        ({"image": ("photo.png", b"not a picture", "image/png")}, {}, "image", "photo.png: "),
+        ({"image": ("../../etc/x.png", b"", "image/png")}, {}, "image", "image: x.png: empty"),
+        ({"picture": ("a.png", b"x", "image/png")}, {}, "image", "Field required"),
+        ({"image": ("a.png", b"x", "image/png")}, {"beam": "wide"}, "beam", "integer"),
+    ],
+)
+def test_bad_uploads_are_refused_naming_the_field(client, files, data, field, said):
+    reply = client.post("/predict/image", files=files, data=data)
+    assert reply.status_code == 422
+    assert reply.json()["field"] == field and said in reply.json()["error"]
+
+
+def test_a_json_upload_is_not_a_picture(client):
+    reply = client.post("/predict/image", json={"strokes": [[[1, 2]]]})
+    assert reply.status_code == 422 and reply.json()["field"] == "image"

@@ -7,7 +7,7 @@ import timm
 import torch
 
 from hmer.model.pos_enc import sincos_2d
-from hmer.model.vit import add_sincos_2d, downsample_mask, sincos_vit
+from hmer.model.vit import add_sincos_2d, additive_key_mask, downsample_mask, sincos_vit
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,19 @@ def test_224_square_tokens_carry_exactly_sincos_2d_on_the_patch_grid(vit):
     torch.testing.assert_close(seen["x"][:, 0], vit.vit.cls_token[0].expand(2, -1))  # no position
 
 
-def test_wide_padded_batch_gives_each_image_the_tokens_it_has_alone(vit):
+@pytest.fixture(params=["fused", "unfused"])
+def attention_path(request, vit):
+    """Both attention paths of timm's blocks: fused (scaled_dot_product_attention) and unfused
+    (scores + mask, softmax), which timm 1.0.16-1.0.25 fed a bool mask as +1 / 0."""
+    fused = [block.attn.fused_attn for block in vit.vit.blocks]
+    for block in vit.vit.blocks:
+        block.attn.fused_attn = request.param == "fused"
+    yield request.param
+    for block, was in zip(vit.vit.blocks, fused, strict=True):
+        block.attn.fused_attn = was
+
+
+def test_wide_padded_batch_gives_each_image_the_tokens_it_has_alone(vit, attention_path):
     """160x352 batch: an image of 96x208 pixels (6x13 patches) padded with noise, and a full one."""
     torch.manual_seed(1)
     image = torch.randn(1, 1, 96, 208)
@@ -60,6 +72,14 @@ def test_wide_padded_batch_gives_each_image_the_tokens_it_has_alone(vit):
     kept = tokens[0][~token_mask[0]]  # class token, then the 6x13 valid patches row by row
     torch.testing.assert_close(kept, alone[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(tokens[1], unmasked_full[0], atol=1e-4, rtol=1e-4)
+
+
+def test_padding_mask_becomes_an_additive_bias_on_the_keys():
+    token_mask = torch.tensor([[False, False, True], [False, True, True]])
+    bias = additive_key_mask(token_mask, torch.bfloat16)
+    assert bias.shape == (2, 1, 1, 3) and bias.dtype == torch.bfloat16
+    assert torch.equal(bias[:, 0, 0] == float("-inf"), token_mask)
+    assert torch.equal(bias[:, 0, 0][~token_mask], torch.zeros(3, dtype=torch.bfloat16))
 
 
 def test_a_patch_with_any_valid_pixel_is_kept():

@@ -1,35 +1,42 @@
-"""hmer serve: a local page to write formulas by hand and read them as LaTeX (hmer.serve)."""
+"""hmer serve: a local page to write a formula, or give a picture of one, and read its LaTeX.
+
+Listens on 127.0.0.1 (this computer only) unless --host says otherwise; the page has no login,
+so listen beyond it (--host 0.0.0.0) only on a network you trust. The API is described at /docs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
-from hmer.card import read_low_score
+from hmer.card import read_card, read_low_score
 from hmer.cli.predict import add_model_arguments, choose_engine, load_recognizer, model_file
+from hmer.errors import HmerError
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from hmer.serve import make_server
+    from hmer.serve import LocalServer, make_app
 
     recognizer = load_recognizer(args, choose_engine(args))
-    low_score = read_low_score(model_file(args))
-    server = make_server(recognizer, args.host, args.port, beam=args.beam, low_score=low_score)
-    host, port = server.server_address[:2]
-    print(f"hmer serve: open http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    checkpoint = model_file(args)
+    card = read_card(checkpoint) if checkpoint is not None else None
+    app = make_app(recognizer, beam=args.beam, low_score=read_low_score(checkpoint), card=card)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        server = LocalServer(app, args.host, args.port)
+    except OSError as error:  # the port is taken, the address is not this computer's
+        raise HmerError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    print(f"hmer serve: open {server.url}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    # uvicorn stops on Ctrl-C, then raises it again for its caller: here, the normal way out.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="a local web page: write a formula with a mouse, pen or finger, read its LaTeX",
+        help="a local web page: write a formula (or give a picture of one), read its LaTeX",
         description=__doc__,
     )
     add_model_arguments(p)

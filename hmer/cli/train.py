@@ -1,7 +1,8 @@
 """``hmer train``, ``hmer evaluate``, ``hmer plot``, ``hmer export-weights``, ``hmer model info``.
 
 Thin: parse arguments, call the engine. ``python train.py ...`` at the repository root is the same
-as ``hmer train ...``.
+as ``hmer train ...``. A config is a shipped config's name (``tiny``, ``bttr``, ``cpu``, ``h200``)
+or a YAML file (:func:`hmer.paths.config_path`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,25 @@ from pathlib import Path
 
 from hmer.data.vocab import Vocab
 from hmer.errors import ConfigError, HmerError
+from hmer.paths import CONFIG_ALIASES, config_path, shipped_configs
+
+
+def _config_help() -> str:
+    names = sorted(set(shipped_configs()) - set(CONFIG_ALIASES.values()))
+    return f"a shipped config ({', '.join(names)}) or a YAML file"
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config",
         nargs="?",
-        help="YAML config (e.g. configs/tiny.yaml); optional with --resume, which reuses the run's",
+        help=f"{_config_help()}; optional with --resume, which reuses the run's",
+    )
+    parser.add_argument(
+        "--config",
+        dest="config_option",
+        metavar="CONFIG",
+        help="the same as the positional CONFIG",
     )
     parser.add_argument(
         "overrides",
@@ -62,6 +75,10 @@ def run_train(args: argparse.Namespace, started: float | None = None) -> int:
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not Path(config).is_file():
         config, overrides = None, [config, *overrides]
+    if args.config_option is not None:
+        if config is not None:
+            raise ConfigError(f"two configs given: {config} and --config {args.config_option}")
+        config = args.config_option
     rank0 = os.environ.get("RANK", "0") == "0"  # torchrun: only rank 0 prints
     if args.resume is not None:
         if config is not None and rank0:
@@ -73,8 +90,8 @@ def run_train(args: argparse.Namespace, started: float | None = None) -> int:
         run_dir = args.resume
     else:
         if config is None:
-            raise ConfigError("no config given: python train.py configs/tiny.yaml [KEY=VALUE ...]")
-        cfg = load_config(config, overrides)
+            raise ConfigError(f"no config given: name {_config_help()}, e.g. `hmer train tiny`")
+        cfg = load_config(config_path(config), overrides)
         run_dir = args.out or Path("runs") / f"{Path(config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.time_budget is not None:
         cfg = apply_overrides(cfg, [f"train.time_budget={args.time_budget}"])
@@ -140,7 +157,7 @@ def _model_info(args: argparse.Namespace) -> int:
     from hmer.engine.build import build_model
     from hmer.model.summary import summary
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(config_path(args.config), args.overrides)
     model = build_model(cfg, Vocab.crohme()).eval()
     # A typical one-line expression at this config's glyph scale.
     height = round(2 * cfg.render.symbol_height)
@@ -193,6 +210,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("model", help="model tools")
     model_sub = p.add_subparsers(dest="model_command", required=True, metavar="SUBCOMMAND")
     q = model_sub.add_parser("info", help="parameters, sizes and FLOPs of a config's model")
-    q.add_argument("config", type=Path, metavar="CONFIG")
+    q.add_argument("config", metavar="CONFIG", help=_config_help())
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     q.set_defaults(func=_model_info)

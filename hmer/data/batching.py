@@ -312,6 +312,29 @@ class Batch:
         return len(self.names)
 
 
+def pad_images(
+    images: Sequence[np.ndarray], shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(H_i, W_i)`` or ``(1, H_i, W_i)`` -> float32 ``(B, 1, H, W)`` in [0, 1] and bool
+    ``(B, H, W)``, True = padding: what the model takes. Each image sits top-left, padded with 0;
+    ``(H, W)`` is ``shape`` or else the largest height and width. uint8 images (ink 255 on 0, as
+    preprocessing makes them) are scaled by 1/255; float images are taken as already in [0, 1].
+    The one padding of images, for training batches (:func:`collate`) and inference alike."""
+    if shape is None:
+        shape = (max(i.shape[-2] for i in images), max(i.shape[-1] for i in images))
+    batch = np.zeros((len(images), 1, *shape), np.float32)
+    mask = np.ones((len(images), *shape), np.bool_)
+    for i, image in enumerate(images):
+        image = image.reshape(image.shape[-2:])
+        h, w = image.shape
+        if image.dtype == np.uint8:
+            batch[i, 0, :h, :w] = image.astype(np.float32) / np.float32(255.0)
+        else:
+            batch[i, 0, :h, :w] = image
+        mask[i, :h, :w] = False
+    return batch, mask
+
+
 def collate(items: list[tuple[Any, ...]], pad_id: int, pad_multiple: int = 1) -> Batch:
     """``[(image (1, H, W) CPU float, token ids, name[, (H, W, L)]), ...]`` -> :class:`Batch`.
 
@@ -338,14 +361,10 @@ def collate(items: list[tuple[Any, ...]], pad_id: int, pad_multiple: int = 1) ->
             raise ValueError(f"an item of {(height, width, length)} exceeds its canvas {shape}")
         height, width, length = shape
     count = len(items)
-    images = np.zeros((count, 1, height, width), dtype=np.float32)
-    image_mask = np.ones((count, height, width), dtype=np.bool_)
+    images, image_mask = pad_images([item[0].numpy() for item in items], (height, width))
     tokens = np.full((count, length), pad_id, dtype=np.int64)
     lengths = np.empty(count, dtype=np.int64)
-    for i, (image, ids, *_) in enumerate(items):
-        h, w = image.shape[-2:]
-        images[i, :, :h, :w] = image.numpy()
-        image_mask[i, :h, :w] = False
+    for i, (_, ids, *_) in enumerate(items):
         tokens[i, : len(ids)] = ids
         lengths[i] = len(ids)
     import torch  # the batch's tensors; the samplers above serve the torch-free runtime too

@@ -8,10 +8,10 @@
   ``data.zip: data/2014/caption.txt``): ``<split>/caption.txt`` with ``name<TAB>tokens`` lines
   (tokens taken as they are: papers score against them) and images ``<name>.bmp|png|jpg`` in
   ``<split>/`` or ``<split>/img/``;
-- an **image folder + table**: a ``.tsv``/``.csv`` of ``name, latex`` rows (CSV quoting, embedded
-  newlines, optional header), names relative to the table's folder with or without an
-  extension, also found by suffix anywhere below it (CROHME ``png/``: ``groundtruth_train.tsv``
-  names ``KAIST/x`` for ``train/KAIST/x.png``).
+- an **image folder + table**: a ``.tsv``/``.csv`` of ``name, latex`` rows (CSV quoting, quoted
+  newlines, optional header: :func:`hmer.data.captions.table_rows`), names relative to the
+  table's folder with or without an extension, also found by suffix anywhere below it (CROHME
+  ``png/``: ``groundtruth_train.tsv`` names ``KAIST/x`` for ``train/KAIST/x.png``).
 
 Every image goes through :func:`hmer.data.preprocess.preprocess` (InkML is rendered first), so a
 sample's image is what the model sees at inference. Bad items never pass silently: lenient mode
@@ -21,7 +21,6 @@ DataError naming the file (and line).
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import inspect
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from hmer.data.captions import LabelRow, caption_rows, read_text, table_rows
 from hmer.data.inkml import RenderConfig, parse_inkml, render_traces
 from hmer.data.latex import normalize_latex
 from hmer.data.preprocess import IMAGE_SUFFIXES, PreprocessConfig, decode_image
@@ -151,47 +151,6 @@ def _skip(reason: str, error: DataError, unknown: tuple[str, ...] = ()) -> _Skip
 # --- listing -------------------------------------------------------------------------------------
 
 
-def _read_text(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(f"not UTF-8 text ({error.reason} at byte {error.start})", source) from None
-
-
-def _caption_rows(text: str) -> Iterator[tuple[int, str, str]]:
-    """``(line, name, tokens)`` of a caption file: ``name<TAB>tokens`` (or the first space)."""
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        name, _, tokens = line.partition("\t") if "\t" in line else line.partition(" ")
-        yield number, name.strip(), tokens.strip()
-
-
-def _table_rows(text: str, source: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """``(first line, fields)`` of a CSV/TSV table; quoted fields may span lines."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    start = 1
-    try:
-        for row in reader:
-            yield start, row
-            start = reader.line_num + 1
-    except csv.Error as error:
-        raise DataError(f"malformed table ({error})", source, reader.line_num) from None
-
-
-_NAME_HEADERS = {"name", "file", "filename", "image", "id"}
-_LABEL_HEADERS = {"latex", "label", "formula", "tokens", "truth", "text"}
-
-
-def _is_header(row: list[str]) -> bool:
-    return (
-        len(row) >= 2
-        and row[0].strip().lower() in _NAME_HEADERS
-        and row[1].strip().lower() in _LABEL_HEADERS
-    )
-
-
 class _ImageIndex:
     """Finds ``name`` among image files: exact relative path, then unique path suffix."""
 
@@ -239,7 +198,7 @@ def _list_inkml(folder: Path) -> list[_Item]:
 
 
 def _list_labelled(
-    rows: Iterable[tuple[int, str, str | None]],
+    rows: Iterable[LabelRow],
     kind: str,
     table: str,
     index: _ImageIndex,
@@ -248,16 +207,19 @@ def _list_labelled(
     report: SkipReport,
     strict: bool,
 ) -> list[_Item]:
-    """Items for ``(line, name, label)`` rows whose images ``index`` finds under ``base``.
+    """Items for the rows whose images ``index`` finds under ``base``.
 
-    A row without a label field (``None``) is malformed; two rows naming one image conflict.
-    Names lose a trailing image suffix.
+    A row with a problem, or without a name or a label field, is malformed (``bad_row``); two
+    rows naming one image conflict. Names lose a trailing image suffix.
     """
     items = []
     seen: set[str] = set()
-    for line, name, label in rows:
+    for row in rows:
+        line, name, label = row.line, row.name, row.label
         found = None
-        if not name or label is None:
+        if row.problem is not None:
+            problem, message = "bad_row", row.problem
+        elif not name or label is None:
             problem, message = "bad_row", "expected a name and a label"
         else:
             found, problem = index.find(name)
@@ -312,10 +274,10 @@ def _bttr_items(
     prefix = f"{split_dir}/" if split_dir else ""
     caption = f"{prefix}caption.txt"
     caption_source = f"{source}:{caption}" if zip_path else str(Path(source, caption))
-    text = _read_text(read(caption), caption_source)
+    text = read_text(read(caption), caption_source)
     local = [n[len(prefix) :] for n in names if n.startswith(prefix)]
     index = _ImageIndex([n for n in local if PurePosixPath(n).parent.name in ("", "img")], split)
-    rows = _caption_rows(text)
+    rows = caption_rows(text)
     base = split_dir if zip_path else str(Path(source, split_dir))
     return _list_labelled(rows, "caption", caption_source, index, base, zip_path, report, strict)
 
@@ -392,14 +354,8 @@ def _list_zip(path: Path, split: str | None, report: SkipReport, strict: bool) -
 
 def _list_table(table: Path, split: str | None, report: SkipReport, strict: bool) -> list[_Item]:
     root = table.parent
-    text = _read_text(table.read_bytes(), str(table))
-    delimiter = "\t" if table.suffix.lower() == ".tsv" else ","
-    rows = []
-    for line, fields in _table_rows(text, str(table), delimiter):
-        if not any(f.strip() for f in fields) or (line == 1 and _is_header(fields)):
-            continue
-        label = delimiter.join(fields[1:]).strip() if len(fields) > 1 else None
-        rows.append((line, fields[0].strip(), label))
+    text = read_text(table.read_bytes(), str(table))
+    rows = table_rows(text, "\t" if table.suffix.lower() == ".tsv" else ",")
     files = [
         p.relative_to(root).as_posix()
         for p in root.rglob("*")

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -45,6 +48,52 @@ class Ink:
     source: str
 
 
+#: Largest InkML file read: 64 times CROHME's largest (61 KB). Parsing costs memory and time
+#: in proportion (XML elements, one Python string per number).
+MAX_INKML_BYTES = 4 * 2**20
+#: Most traces an InkML file may hold: 87 times CROHME's most (115). Each costs a Python call to
+#: parse and one to draw: 4 MiB of one-point traces would take seconds.
+MAX_TRACES = 10_000
+#: Largest picture file read (a 200-megapixel phone photo is about 30 MB).
+MAX_IMAGE_BYTES = 64 * 2**20
+
+
+def read_stream(stream: BinaryIO, max_bytes: int, source: str | Path) -> bytes:
+    """All of ``stream``, refused (DataError naming ``source``) beyond ``max_bytes``: the
+    memory an input costs is bounded before it is read, whatever it is."""
+    try:
+        data = stream.read(max_bytes + 1)
+    except OSError as error:
+        raise DataError(f"cannot read ({error.strerror or error})", source) from None
+    if len(data) > max_bytes:
+        raise DataError(f"too large: more than {max_bytes / 2**20:g} MiB", source)
+    return data
+
+
+def read_file(path: str | Path, max_bytes: int, source: str | Path | None = None) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`read_stream`).
+
+    A folder, device, pipe or socket is refused before it is opened: ``/dev/zero`` never ends,
+    and opening a pipe without a writer waits forever.
+
+    Raises:
+        DataError: missing, unreadable, not a regular file, or too large (naming ``source``,
+            default ``path``).
+    """
+    source = path if source is None else source
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise DataError(f"cannot read: {kind}, not a file", source)
+        with open(path, "rb") as handle:
+            return read_stream(handle, max_bytes, source)
+    except OSError as error:
+        raise DataError(f"cannot read ({error.strerror or error})", source) from None
+    except ValueError as error:  # a path with a NUL byte
+        raise DataError(f"cannot read ({error})", source) from None
+
+
 def _xy_columns(root: ET.Element, ns: str) -> tuple[int, int]:
     """Column indices of X and Y from the ``<traceFormat>``; (0, 1) when it is absent."""
     trace_format = root.find(f".//{ns}traceFormat")
@@ -55,22 +104,60 @@ def _xy_columns(root: ET.Element, ns: str) -> tuple[int, int]:
     return 0, 1
 
 
-def _parse_trace(text: str, columns: tuple[int, int], source: str, trace_id: str) -> np.ndarray:
-    """``"x y [t], x y [t], ..."`` -> ``(N, 2)`` float64; DataError on anything else."""
-    points = text.strip().rstrip(",").split(",")
-    width = len(points[0].split())
-    values = text.replace(",", " ").split()
-    if width <= max(columns) or len(values) != width * len(points):
+def _parse_trace(text: str, columns: tuple[int, int], source: str, where: str) -> np.ndarray:
+    """``"x y [t], x y [t], ..."`` -> ``(N, 2)`` float64 X and Y; DataError naming the file and
+    ``where`` (the trace) on anything else: a point with more or fewer values than the first (a
+    ragged trace), too few values, a bad number, or coordinates :func:`coordinate_problem`
+    refuses."""
+    cleaned = text.strip().rstrip(",")
+    counts = [len(point.split()) for point in cleaned.split(",")]
+    width = counts[0]
+    if width <= max(columns):
+        raise DataError(f"{where}: points must all have {max(columns) + 1}+ values", source)
+    ragged = next((i for i, count in enumerate(counts) if count != width), None)
+    if ragged is not None:
         raise DataError(
-            f"trace {trace_id!r}: points must all have {max(columns) + 1}+ values", source
+            f"{where}: point {ragged + 1} has {counts[ragged]} values, point 1 has {width} "
+            "(a ragged trace)",
+            source,
         )
     try:
-        array = np.array(values, dtype=np.float64).reshape(len(points), width)
+        array = np.array(cleaned.replace(",", " ").split(), dtype=np.float64)
     except ValueError as error:
-        raise DataError(f"trace {trace_id!r}: bad number ({error})", source) from None
-    if not np.isfinite(array).all():
-        raise DataError(f"trace {trace_id!r}: non-finite coordinate", source)
-    return array[:, columns]
+        raise DataError(f"{where}: bad number ({error})", source) from None
+    points = array.reshape(len(counts), width)[:, columns]
+    problem = coordinate_problem(points)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}", source)
+    return points
+
+
+#: Largest coordinate magnitude drawn: far beyond any digitizer's range (CROHME's largest:
+#: 26,406), and small enough that every extent, area and scale computed from ink stays finite.
+MAX_COORDINATE = 1e9
+
+
+def coordinate_problem(points: np.ndarray) -> str | None:
+    """Why ``(N, 2)`` float64 points cannot be drawn, or None: a non-finite coordinate, one
+    beyond :data:`MAX_COORDINATE`, or a subnormal one (too close to 0 for float64 arithmetic
+    to keep its precision: ``5e-324``)."""
+    magnitude = np.abs(points)
+    bad = ~np.isfinite(points)
+    if bad.any():
+        return f"non-finite coordinate {points[bad][0]}"
+    beyond = magnitude > MAX_COORDINATE
+    if beyond.any():
+        return f"coordinate {points[beyond][0]:g} beyond +-{MAX_COORDINATE:g}"
+    subnormal = (magnitude > 0) & (magnitude < np.finfo(np.float64).tiny)
+    if subnormal.any():
+        return f"subnormal coordinate {points[subnormal][0]:g} (too close to 0 to compute with)"
+    return None
+
+
+def _trace_name(element: ET.Element, number: int) -> str:
+    """How messages name a ``<trace>``: by its id, else by its position (``trace #3``)."""
+    trace_id = element.get("id")
+    return f"trace {trace_id!r}" if trace_id else f"trace #{number}"
 
 
 def _parse_xml(data: str | bytes) -> ET.Element:
@@ -110,10 +197,7 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
         source = source or "<text>"
     else:
         source = source or str(path_or_text)
-        try:
-            data = Path(path_or_text).read_bytes()
-        except (OSError, ValueError) as error:
-            raise DataError(f"cannot read InkML ({error})", source) from None
+        data = read_file(path_or_text, MAX_INKML_BYTES, source)
     try:
         root = _parse_xml(data)
     except (ET.ParseError, ValueError, UnicodeError) as error:
@@ -122,9 +206,12 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
     if root.tag != f"{ns}ink":
         raise DataError(f"not InkML: root element is <{root.tag}>", source)
     columns = _xy_columns(root, ns)
+    elements = list(root.iter(f"{ns}trace"))
+    if len(elements) > MAX_TRACES:
+        raise DataError(f"{len(elements):,} traces, more than {MAX_TRACES:,}", source)
     traces = tuple(
-        _parse_trace(element.text, columns, source, element.get("id", "?"))
-        for element in root.iter(f"{ns}trace")
+        _parse_trace(element.text, columns, source, _trace_name(element, number))
+        for number, element in enumerate(elements, 1)
         if element.text and element.text.strip()
     )
     if not traces:
@@ -266,6 +353,8 @@ def render_traces(traces: Sequence[np.ndarray], cfg: RenderConfig = RenderConfig
         raise DataError(f"render limits leave no room for ink: {cfg}")
     unit = _symbol_height(_trace_extents(points, starts))
     scale = cfg.symbol_height / unit if unit > 0 else 1.0
+    if not math.isfinite(scale):  # glyphs a few float64 steps tall: noise, not writing
+        raise DataError(f"ink too small to draw: symbols {unit:g} units tall")
     image, shrunk = _draw(points, starts, scale, cfg)
     glyph = glyph_height(image)
     if not shrunk and glyph > 0 and abs(glyph / cfg.symbol_height - 1) > _REDRAW_TOLERANCE:
@@ -274,19 +363,16 @@ def render_traces(traces: Sequence[np.ndarray], cfg: RenderConfig = RenderConfig
 
 
 def load_image(path: str | Path, render: RenderConfig | None = None) -> np.ndarray:
-    """Read an input file as pixels: a picture as stored (uint8/uint16 ``(H, W)``, RGB
-    ``(H, W, 3)`` or RGBA), an ``.inkml`` file rendered with ``render`` (default
-    ``RenderConfig()``; uint8, ink 255 on 0). Feed the result to
-    :func:`hmer.data.preprocess.preprocess`.
+    """Read an input file as pixels: a picture as stored (an array of
+    :func:`hmer.data.preprocess.decode_image`), an ``.inkml`` file rendered with ``render``
+    (default ``RenderConfig()``; uint8, ink 255 on 0). Feed the result to
+    :func:`hmer.data.preprocess.preprocess`. Memory is bounded whatever the file: its size by
+    :data:`MAX_IMAGE_BYTES` / :data:`MAX_INKML_BYTES`, its pixels by the decoder's budget.
 
     Raises:
-        DataError: missing, unreadable or undecodable file (the message names it).
+        DataError: missing, unreadable, too large or undecodable file (the message names it).
     """
     path = Path(path)
     if path.suffix.lower() == ".inkml":
         return render_traces(parse_inkml(path).traces, render or RenderConfig())
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read image ({error.strerror or error})", path) from None
-    return decode_image(data, path)
+    return decode_image(read_file(path, MAX_IMAGE_BYTES), path)

@@ -22,11 +22,15 @@ The convention's own captions are not perfectly consistent: where they leave an 
 unbraced (``\\frac 1 x``) or mis-brace it (``2 ^ { \\frac } { p } { p + 1 }``,
 ``\\sqrt { [ } 4 ] { - g }``), this module braces it properly.
 ``benchmarks/bench_latex_agreement.py`` measures the agreement (99.1 % of CROHME 2016).
+
+The way back is :func:`tokens_to_latex`: compact LaTeX (``x^{2}+y``) that reads back to the same
+tokens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -202,6 +206,9 @@ TWO_ARGUMENTS = frozenset({"\\frac", "\\binom", "\\overset", "\\underset", "\\st
 
 _SCRIPT_NAMES = {"^": "superscript", "_": "subscript"}
 
+#: A command named by letters (``\\alpha``); TeX reads letters after it as part of its name.
+_CONTROL_WORD = re.compile(r"\\[A-Za-z]+")
+
 #: Deeper nesting of groups and arguments is refused (real labels stay under 10); it keeps the
 #: recursive parser far from Python's recursion limit.
 MAX_DEPTH = 100
@@ -254,11 +261,17 @@ def _merge_dots(tokens: Sequence[str]) -> list[str]:
 
 
 def tokens_to_latex(tokens: Sequence[str]) -> str:
-    """A LaTeX math string (without ``$``) for a token list, e.g. for display or rendering.
+    """Compact LaTeX math (without ``$``) for a token list: what a person pastes into a document.
 
-    Canonical token lists are valid LaTeX once space-joined, and that is what this returns for
-    them. For other lists (a decoder's output), braces are balanced first: a ``}`` without its
-    ``{`` is dropped and missing ``}`` are appended, so that the string at least parses.
+    ``x ^ { 2 } + y`` -> ``x^{2}+y``, ``\\frac { a } { b }`` -> ``\\frac{a}{b}``. A space is
+    written only where LaTeX needs one: after a control word that a letter follows
+    (``\\sin x``, ``\\alpha b``; ``\\alphab`` would be one unknown command). It reads back
+    exactly as the space-joined tokens do: ``normalize_latex(tokens_to_latex(t)) == t`` for
+    every canonical ``t`` (the spaced form, ``" ".join(t)``, is what captions and evaluation
+    files hold).
+
+    For other lists (a decoder's output), braces are balanced first: a ``}`` without its ``{``
+    is dropped and missing ``}`` are appended, so that the string at least parses.
 
     matplotlib mathtext renders every token of ``Vocab.crohme()`` (``tests/test_latex.py`` checks
     it). Of the other tokens this module knows, mathtext lacks ``\\overbrace``, ``\\underbrace``,
@@ -273,9 +286,11 @@ def tokens_to_latex(tokens: Sequence[str]) -> str:
             depth -= 1
         elif token == "{":
             depth += 1
+        if out and token[:1].isalpha() and _CONTROL_WORD.fullmatch(out[-1]):
+            out.append(" ")
         out.append(token)
     out.extend("}" * depth)
-    return " ".join(out)
+    return "".join(out)
 
 
 def _excerpt(raw: str, limit: int = 80) -> str:

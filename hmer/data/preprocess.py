@@ -8,8 +8,11 @@ so what the model sees in training is what it sees on a user's photo.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +23,7 @@ import numpy as np
 from hmer.errors import DataError
 
 if TYPE_CHECKING:
+    import PIL.Image
     import torch
 
 #: Image files :func:`decode_image` is meant for (:func:`hmer.data.inkml.load_image` reads these
@@ -64,10 +68,10 @@ class PreprocessConfig:
 def to_grayscale(image: np.ndarray, max_pixels: int | None = None) -> np.ndarray:
     """Any image array -> uint8 ``(H, W)``, polarity unchanged.
 
-    Accepts ``(H, W)``, ``(H, W, 1)``, RGB ``(H, W, 3)`` and RGBA ``(H, W, 4)``; uint8, uint16,
-    bool, or float (``[0, 1]`` if its maximum is <= 1, else ``[0, 255]``). Transparent pixels are
-    composited onto the color that contrasts with the opaque content (white behind dark ink).
-    ``max_pixels``: area-downscale larger images first (before any float copy is made).
+    Accepts ``(H, W)``, ``(H, W, 1)``, RGB ``(H, W, 3)`` and RGBA ``(H, W, 4)`` of bool, any
+    integer or float type; pixel values are read in their real range (:func:`to_uint8`).
+    Transparent pixels are composited onto the color that contrasts with the opaque content
+    (white behind dark ink). ``max_pixels``: area-downscale larger images first.
     """
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -76,16 +80,7 @@ def to_grayscale(image: np.ndarray, max_pixels: int | None = None) -> np.ndarray
         raise DataError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise DataError(f"empty image {image.shape}")
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype == np.bool_:
-        image = image.astype(np.uint8) * 255
-    elif np.issubdtype(image.dtype, np.floating):
-        finite = np.nan_to_num(image.astype(np.float32, copy=False))
-        scale = 255.0 if finite.max() <= 1.0 else 1.0
-        image = np.clip(finite * scale, 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = to_uint8(image)
     if max_pixels is not None:
         image = _shrink(image, max_pixels)
     if image.ndim == 2:
@@ -100,6 +95,72 @@ def to_grayscale(image: np.ndarray, max_pixels: int | None = None) -> np.ndarray
             weight = alpha.astype(np.float32) / 255.0
             gray = (gray * weight + background * (1.0 - weight)).astype(np.uint8)
     return gray
+
+
+#: Bit depths that wide integer pixels are stored at (a 16-bit container often holds 8-, 10-,
+#: 12- or 14-bit data).
+_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Pixels of any bool, integer or float type -> uint8 by their real range, rounded.
+
+    The range is read from the finite pixels: ``[0, 1]`` for floats within it; ``[0, 2**d - 1]``
+    for values within 16 bits, ``d`` the smallest of 8, 10, 12, 14, 16 bits that holds the
+    brightest pixel (so 8-bit data in a 16-bit file keeps its levels and 12-bit data its
+    contrast); ``[0, max]`` above 16 bits; ``[min, max]`` when some pixel is negative. A range
+    by depth, not by the brightest pixel, keeps a dark or blank picture dark or blank. Bool is
+    0 or 255. Non-finite pixels (NaN, infinities: broken pixels, not ink) take the picture's
+    median level, its background.
+
+    Raises:
+        DataError: a pixel type that is not a number (complex, object, text), or no finite pixel.
+    """
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * 255
+    floating = np.issubdtype(image.dtype, np.floating)
+    if not (floating or np.issubdtype(image.dtype, np.integer)):
+        raise DataError(f"pixels must be numbers, got {image.dtype}")
+    if floating:
+        finite = np.isfinite(image)
+        low = float(np.min(image, where=finite, initial=np.inf))
+        high = float(np.max(image, where=finite, initial=-np.inf))
+        if low > high:
+            raise DataError("no finite pixel: the image is all NaN or infinite")
+    else:
+        low, high = float(image.min()), float(image.max())
+    if low < 0:
+        bottom, top = low, high
+    elif floating and high <= 1.0:
+        bottom, top = 0.0, 1.0
+    elif high < 2**16:
+        bottom, top = 0.0, float(next(2**d - 1 for d in _DEPTHS if high < 2**d))
+    else:
+        bottom, top = 0.0, high
+    scale = 255.0 / (top - bottom) if math.isfinite(top - bottom) and top > bottom else 0.0
+    broken = (_median_level(image) - bottom) * scale if floating and not finite.all() else 0.0
+    # float32 is precise enough for 256 levels; float64 pixels beyond its range stay float64.
+    work = np.float64 if image.dtype.itemsize > 4 else np.float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        levels = np.subtract(image, bottom, dtype=work)
+        levels *= scale
+        np.nan_to_num(levels, copy=False, nan=broken, posinf=broken, neginf=broken)
+        np.rint(levels, out=levels)
+        np.clip(levels, 0, 255, out=levels)
+    return levels.astype(np.uint8)
+
+
+def _median_level(image: np.ndarray) -> float:
+    """The median of the finite pixels of a float picture (of an even sample of about 65,536
+    of them when there are more): its background, ink being the minority."""
+    step = max(1, math.isqrt(image.shape[0] * image.shape[1] // 2**16))
+    sample = image[::step, ::step]
+    finite = sample[np.isfinite(sample)]
+    if not finite.size:  # none in the sample: the picture has some (to_uint8 checks)
+        finite = image[np.isfinite(image)]
+    return float(np.median(finite))
 
 
 def fit_scale(
@@ -330,43 +391,156 @@ def preprocess(image: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) ->
     )
 
 
+#: Most pixels an image file is decoded to: 8192 x 6144, four times the default
+#: ``max_input_pixels``. It is checked on the header, before any pixel is decoded, so what a file
+#: costs in memory is bounded whatever its header claims or its data expand to. A JPEG above it
+#: is decoded at 1/2 or 1/4 of its size instead (libjpeg's DCT scaling), so JPEGs up to 16 times
+#: larger are read (a 200-megapixel photo is 4 times larger); any other picture above it is
+#: refused. (Decoding time grows with the JPEG's full size: 1/8 would let 64 times larger
+#: headers in, and seconds of decoding each.)
+MAX_DECODED_PIXELS = 8192 * 6144
+
+#: The reductions a JPEG may be decoded at (``Image.draft``), and Pillow's names of JPEG files
+#: (MPO: a phone's JPEG with a second picture inside).
+_JPEG_SCALES = (2, 4)
+_JPEG_FORMATS = ("JPEG", "MPO")
+
+#: PIL modes whose pixels numpy reads as they are and :func:`to_grayscale` accepts: 1-bit, 8-bit
+#: gray and color, 16-bit and 32-bit integer gray, float gray. Others (palette, CMYK, LA, ...)
+#: are converted to RGB, or RGBA when they carry transparency.
+_ARRAY_MODES = frozenset({"1", "L", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
 #: The EXIF tag that says how a camera's stored pixels must be turned to stand upright.
 EXIF_ORIENTATION = 0x0112
 
+#: EXIF orientation -> the turn that stands the stored pixels ``(H, W[, C])`` upright, as
+#: ``PIL.ImageOps.exif_transpose`` turns them (which fails on a broken EXIF block), in numpy.
+_UPRIGHT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
 
-def exif_orientation(data: bytes) -> int:
-    """The EXIF orientation (1 to 8) of encoded image bytes; 1 (as stored) when there is none."""
-    import io
+_PILLOW_LIMIT = threading.Lock()
 
-    from PIL import Image, UnidentifiedImageError
 
+@contextlib.contextmanager
+def _without_pillow_limit() -> Iterator[None]:
+    """Pillow's own decompression-bomb check (``Image.MAX_IMAGE_PIXELS``, which refuses
+    headers above 179 Mpx and warns above 89 Mpx) off while hmer opens a header.
+
+    hmer's budget, checked on the same header right after, is stricter for everything decoded
+    in full, and lets a large JPEG through to a reduced decode. The global is restored at once;
+    the lock keeps two hmer threads from restoring each other's value.
+    """
+    from PIL import Image
+
+    with _PILLOW_LIMIT:
+        before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
+def pil_to_array(
+    image: PIL.Image.Image, max_pixels: int = MAX_DECODED_PIXELS, source: str | Path | None = None
+) -> np.ndarray:
+    """A PIL image, lazily opened or loaded -> an array :func:`to_grayscale` accepts: bool (1-bit),
+    uint8 ``(H, W)`` / RGB ``(H, W, 3)`` / RGBA ``(H, W, 4)``, or ``(H, W)`` uint16, int32 or
+    float32 (16-bit, 32-bit and float gray). Palette, CMYK and other modes become RGB, or RGBA
+    when they carry transparency.
+
+    A lazily opened image is decoded only if its header size is within ``max_pixels``, a JPEG
+    at the smallest DCT reduction (1/2, 1/4) that brings it there (:data:`MAX_DECODED_PIXELS`).
+    An image already loaded is converted whatever its size (its pixels are in memory already).
+
+    Raises:
+        DataError: an image above the budget, or pixel data that do not decode (naming
+            ``source``).
+    """
+    if getattr(image, "tile", None):  # lazily opened: no pixel decoded yet
+        _fit_budget(image, max_pixels, source)
     try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
-            value = image.getexif().get(EXIF_ORIENTATION, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return 1  # not a format PIL knows: OpenCV decides below
+        image.load()
+        if image.mode not in _ARRAY_MODES:
+            transparent = {"A", "a"} & set(image.getbands()) or "transparency" in image.info
+            image = image.convert("RGBA" if transparent else "RGB")
+        return np.asarray(image)
+    except Exception as error:  # Pillow's decoders raise any type on bad bytes
+        raise _corrupt(error, source) from None
+
+
+def _fit_budget(image: PIL.Image.Image, max_pixels: int, source: str | Path | None) -> None:
+    """Have a lazily opened ``image`` decode to at most ``max_pixels``: a JPEG at the smallest
+    DCT reduction that fits; DataError when nothing fits."""
+    width, height = image.size
+    jpeg = image.format in _JPEG_FORMATS
+    if width * height > max_pixels and jpeg:
+        scale = next(
+            (s for s in _JPEG_SCALES if math.ceil(width / s) * math.ceil(height / s) <= max_pixels),
+            None,
+        )
+        # A header Pillow cannot reduce (any error of its draft) keeps its size: refused below.
+        with contextlib.suppress(Exception):
+            if scale is not None:
+                image.draft(None, (max(1, width // scale), max(1, height // scale)))
+    if image.size[0] * image.size[1] > max_pixels:
+        reduced = f" (a JPEG: {16 * max_pixels:,}, read reduced)" if jpeg else ""
+        raise DataError(
+            f"image too large: {width} x {height} pixels, hmer decodes at most "
+            f"{max_pixels:,}{reduced}",
+            source,
+        )
+
+
+def _corrupt(error: Exception, source: str | Path | None) -> DataError:
+    detail = str(error) or type(error).__name__
+    return DataError(f"cannot decode image (corrupt: {detail})", source)
+
+
+def _orientation(image: PIL.Image.Image) -> int:
+    """The EXIF orientation (1 to 8) of an opened image; 1 (as stored) when there is none."""
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a broken EXIF block (any error of Pillow's parser): keep the pixels
+        return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def decode_image(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
-    """Encoded image bytes -> array as stored (uint8/uint16 ``(H, W)``, RGB or RGBA, as
-    :func:`hmer.data.inkml.load_image` returns it); DataError naming ``source``.
+def decode_image(
+    data: bytes, source: str | Path = "<bytes>", max_pixels: int = MAX_DECODED_PIXELS
+) -> np.ndarray:
+    """Encoded image bytes (png, jpg, bmp, tiff, webp, ...) -> the picture as stored, upright:
+    an array of :func:`pil_to_array` (what :func:`hmer.data.inkml.load_image` returns).
 
-    A phone photo whose EXIF orientation says its pixels are stored turned or mirrored is
-    returned upright (by OpenCV, which applies the tag unless asked for the pixels unchanged;
-    any alpha channel is then dropped, photos have none).
+    Memory is bounded by ``max_pixels``, checked on the header before any pixel is decoded.
+    Multi-frame files (animations, TIFF pages) give their first frame. A phone photo whose EXIF
+    orientation says its pixels are stored turned or mirrored is returned upright.
+
+    Raises:
+        DataError: empty, undecodable or too large (naming ``source``).
     """
-    if not data:  # OpenCV asserts on an empty buffer
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
         raise DataError("empty: no image data", source)
-    upright = exif_orientation(data) == 1
-    flags = cv2.IMREAD_UNCHANGED if upright else cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    if array is None:
-        raise DataError("cannot decode image (corrupt or unsupported format)", source)
-    if array.ndim == 3:
-        code = cv2.COLOR_BGRA2RGBA if array.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        array = cv2.cvtColor(array, code)
-    return array
+    try:
+        with _without_pillow_limit():
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise DataError("cannot decode image (corrupt or unsupported format)", source) from None
+    except Exception as error:  # Pillow's header parsers raise any type on bad bytes
+        raise _corrupt(error, source) from None
+    with image:
+        _fit_budget(image, max_pixels, source)  # first: reading a PNG's EXIF decodes it
+        turn = _UPRIGHT.get(_orientation(image))
+        array = pil_to_array(image, max_pixels, source)
+    return array if turn is None else np.ascontiguousarray(turn(array))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

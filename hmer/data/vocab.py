@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from hmer.errors import DataError
+
+#: Reading order of a token sequence: left to right (``sos … eos``) or right to left
+#: (``eos … sos``). Training runs both (BTTR); a search runs one.
+Direction = Literal["l2r", "r2l"]
 
 #: Every token of the normalized CROHME truth (train, 2014, 2016 and 2019), sorted. Derived with
 #: ``hmer.data.latex.normalize_latex`` from the official InkML; ``tests/test_vocab.py`` checks it

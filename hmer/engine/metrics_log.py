@@ -16,6 +16,11 @@ import torch
 from torch import nn
 
 
+def record_line(record: dict[str, Any]) -> str:
+    """One record as its line of ``metrics.jsonl`` (newline included)."""
+    return json.dumps(record) + "\n"
+
+
 class MetricsLog:
     """``metrics.jsonl``: one JSON object per line, appended and flushed (rank 0 only)."""
 
@@ -24,7 +29,7 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.handle is not None:
-            self.handle.write(json.dumps(record) + "\n")
+            self.handle.write(record_line(record))
             self.handle.flush()
 
     def close(self) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -32,3 +34,24 @@ class StopSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SystemExit(128 + SIGTERM)`` (the exit status it gives
+    anyway) instead of ending the process where it stands: ``finally`` blocks and the atomic
+    writer's cleanup run, so a save that SIGTERM cuts short leaves no temp file behind. SIGINT
+    already raises KeyboardInterrupt. :class:`StopSignals` inside the block takes precedence
+    there. Main thread only (elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

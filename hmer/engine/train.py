@@ -1,17 +1,8 @@
 """The training loop: plain PyTorch, one code path for one CPU, one GPU or many (torchrun + DDP).
 
-A run lives in a directory::
-
-    config.yaml              the resolved config
-    metrics.jsonl            one JSON object per line (train, val, plan, test, end records)
-    last.pt                  full training state (for --resume)
-    best.pt                  inference weights that scored best on validation
-    results.json             final test scores (beam search), with predictions_<split>.tsv
-    curves.png               loss / ExpRate curves
-
-Model selection is honest: validation is a fixed-seed slice of the training data, decoded
-greedily during training; the test splits are decoded once, at the end, with beam search, using
-the weights that were best on validation.
+A run lives in a directory (:mod:`hmer.engine.run_dir`). Model selection is honest: validation
+is a fixed-seed slice of the training data, decoded greedily during training; the test splits are
+decoded once, at the end, with beam search, using the weights that were best on validation.
 
 The step is free of host-device syncs: the loss is accumulated on the device and read every
 ``log_every`` steps, the learning rate is a Python float, and the stop / deadline checks read
@@ -31,15 +22,15 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from hmer.checkpoint import check_vocab, load_checkpoint, load_state_dict_checked, save_checkpoint
-from hmer.config import config_to_dict, parse_duration, save_config
+from hmer.checkpoint import check_vocab, load_state_dict_checked, save_checkpoint
+from hmer.config import config_to_dict, parse_duration
 from hmer.data.vocab import Vocab
 from hmer.engine import distributed
 from hmer.engine.batches import device_batches, resident_batches, warm_shapes
@@ -69,8 +60,9 @@ from hmer.engine.evaluate import (
 from hmer.engine.metrics_log import MetricsLog, Phases, TrainWindow, weights_digest
 from hmer.engine.plot import plot_run
 from hmer.engine.rng import rng_state, set_rng_state
+from hmer.engine.run_dir import RunResult, best_weights, finished_result, open_run_dir
 from hmer.engine.schedule import WarmupCosine
-from hmer.engine.signals import StopSignals
+from hmer.engine.signals import StopSignals, sigterm_raises
 from hmer.errors import CheckpointError, HmerError
 
 if TYPE_CHECKING:
@@ -84,18 +76,6 @@ VAL_LEN_MARGIN = 8
 # ----------------------------------------------------------------------------- the run
 
 
-@dataclass
-class RunResult:
-    """What :func:`train` returns: the final step, how it ended and the final scores."""
-
-    run_dir: Path
-    step: int
-    status: str  # "finished" | "interrupted"
-    best_val_exprate: float | None
-    test: dict[str, dict[str, float]]
-    signum: int | None = None
-
-
 def train(
     cfg: Config,
     run_dir: str | Path,
@@ -104,32 +84,38 @@ def train(
     started: float | None = None,
     stop_after_steps: int | None = None,
 ) -> RunResult:
-    """Train ``cfg`` in ``run_dir`` (created; must not hold a run unless ``resume``).
+    """Train ``cfg`` in ``run_dir`` (created; must not hold a run unless ``resume``; a finished
+    run is left as it is: see :mod:`hmer.engine.run_dir`).
 
     ``started``: ``time.monotonic()`` when the process started, for time budgets (default: now).
     ``stop_after_steps``: behave as if SIGTERM arrived after that many steps of this process
-    (tests of exact resume use it).
+    (tests of exact resume use it). Outside the training loop SIGTERM raises SystemExit.
     """
-    run = _Run(cfg, Path(run_dir), resume, time.monotonic() if started is None else started)
-    try:
-        run.warm_canvases()
-        signum = run.fit(stop_after_steps)
-        if signum is not None:
+    done = finished_result(Path(run_dir)) if resume else None
+    if done is not None:
+        _say(f"{run_dir} already finished at step {done.step}: nothing to resume")
+        return done
+    with sigterm_raises():
+        run = _Run(cfg, Path(run_dir), resume, time.monotonic() if started is None else started)
+        try:
+            run.warm_canvases()
+            signum = run.fit(stop_after_steps)
+            if signum is not None:
+                run.save_last()
+                run.log({"kind": "interrupted", "step": run.step, "signal": signum})
+                _say(
+                    f"stopped at step {run.step}; saved {run.dir / 'last.pt'}; "
+                    f"continue with --resume {run.dir}"
+                )
+                return RunResult(run.dir, run.step, "interrupted", run.best, {}, signum)
+            if run.validated_at != run.step:
+                run.validate()
             run.save_last()
-            run.log({"kind": "interrupted", "step": run.step, "signal": signum})
-            _say(
-                f"stopped at step {run.step}; saved {run.dir / 'last.pt'}; "
-                f"continue with --resume {run.dir}"
-            )
-            return RunResult(run.dir, run.step, "interrupted", run.best, {}, signum)
-        if run.validated_at != run.step:
-            run.validate()
-        run.save_last()
-        scores = run.final_test()
-        run.finish()
-        return RunResult(run.dir, run.step, "finished", run.best, scores)
-    finally:
-        run.metrics.close()
+            scores = run.final_test()
+            run.finish()
+            return RunResult(run.dir, run.step, "finished", run.best, scores)
+        finally:
+            run.metrics.close()
 
 
 class _Run:
@@ -144,7 +130,7 @@ class _Run:
         self.dist = distributed.init_distributed(cfg.train.device)
         self.device, self.main = self.dist.device, self.dist.is_main
         self._set_up_torch()
-        payload = self._open_run_dir(resume)
+        payload = open_run_dir(run_dir, cfg, resume, self.main, _say)
         self._load_data(payload)
         self.config_dict, self.vocab_dict = config_to_dict(cfg), self.vocab.to_dict()
         self._build_model(payload)
@@ -176,22 +162,6 @@ class _Run:
             torch.set_float32_matmul_precision("high")
             torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
 
-    def _open_run_dir(self, resume: bool) -> dict[str, Any] | None:
-        """The checkpoint to resume from (None for a new run); writes ``config.yaml``."""
-
-        payload = None
-        if resume:
-            payload = load_checkpoint(self.dir / "last.pt", need_train_state=True)
-        elif self.main and (self.dir / "last.pt").exists():
-            raise HmerError(
-                f"{self.dir} already holds a run (last.pt): use --resume or another --out"
-            )
-        if self.main:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.cfg, self.dir / "config.yaml")
-        distributed.barrier()
-        return payload
-
     def _load_data(self, payload: dict[str, Any] | None) -> None:
         """The data sets, in the resumed run's vocabulary; resident on the device when asked."""
 
@@ -208,9 +178,7 @@ class _Run:
         self.vocab = self.data.vocab
         #: The training set resident on the device (data.on_device), else None: the DataLoader.
         self.device_data = None
-        if cfg.data.on_device:
-            if not cfg.data.static_shapes:
-                raise HmerError("data.on_device needs data.static_shapes=true")
+        if cfg.data.on_device:  # the config has checked that static_shapes is on
             with self.phases.timed("data"):
                 self.device_data = DeviceData(
                     self.data.train,
@@ -307,12 +275,10 @@ class _Run:
         self.epoch = int(state["sampler"]["epoch"])
         self.batches_done = int(state["sampler"]["consumed"])
         self.best = state["best_val_exprate"]
+        self.validated_at = int(state.get("validated_at", -1))  # older checkpoints lack it
         rank = self.dist.rank
         self.samples_seen = int(state["samples_seen"][min(rank, len(state["samples_seen"]) - 1)])
-        best_state = None
-        if self.main and (self.dir / "best.pt").exists():
-            best_state = load_checkpoint(self.dir / "best.pt", expected_vocab=self.vocab)["model"]
-        self.best_state = distributed.broadcast_object(best_state)
+        self.best_state = best_weights(self.dir, self.vocab, self.main)
         set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
         self.clock.load_state_dict(state.get("clock", {}))
 
@@ -344,6 +310,7 @@ class _Run:
             "epoch": self.epoch,
             "sampler": self.data.batches.sampler.state_dict(consumed=self.batches_done),
             "best_val_exprate": self.best,
+            "validated_at": self.validated_at,
             "samples_seen": samples,
             "rng": rngs,
             "clock": self.clock.state_dict(),
@@ -695,15 +662,8 @@ class _Run:
             )
             results.append(result)
             scores[split] = result.metrics
-            self.log(
-                {
-                    "kind": "test",
-                    "step": self.step,
-                    "split": split,
-                    "method": "beam",
-                    **result.metrics,
-                }
-            )
+            record = {"kind": "test", "step": self.step, "split": split, "method": "beam"}
+            self.log({**record, **result.metrics})
         if self.main:
             extra = {"step": self.step, "best_val_exprate": self.best, "plan": asdict(self.plan)}
             write_results(self.dir, results, extra=extra)

@@ -11,19 +11,16 @@ Everything in :meth:`HmerModel.forward` stays on the device: no host syncs, no b
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hmer.config import ModelConfig
+from hmer.data.vocab import Direction
 from hmer.model.decoder import Decoder
 from hmer.model.encoder import Encoder
 
 __all__ = ["Direction", "HmerModel", "ModelConfig", "directional_sequences", "reverse_padded"]
-
-Direction = Literal["l2r", "r2l"]
 
 
 def reverse_padded(tokens: Tensor, lengths: Tensor, pad_id: int) -> Tensor:

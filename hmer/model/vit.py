@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from hmer.model.pos_enc import PositionEncoding2D
 
-__all__ = ["SincosViT", "add_sincos_2d", "downsample_mask", "sincos_vit"]
+__all__ = ["SincosViT", "add_sincos_2d", "additive_key_mask", "downsample_mask", "sincos_vit"]
 
 
 def downsample_mask(
@@ -52,6 +52,19 @@ def downsample_mask(
     valid = (~mask)[:, : h * ph, : w * pw]
     valid = F.pad(valid, (0, w * pw - valid.shape[2], 0, h * ph - valid.shape[1]), value=False)
     return ~valid.view(batch, h, ph, w, pw).any(dim=4).any(dim=2)
+
+
+def additive_key_mask(token_mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """``(B, N)`` bool padding mask (True = padding) -> ``(B, 1, 1, N)`` float bias for the
+    attention scores: 0 on valid keys, -inf on padded ones.
+
+    A float bias, not a bool mask: timm 1.0.16-1.0.25 add ``attn_mask`` to the scores as it is in
+    their unfused attention path, so a bool mask would add 1 / 0 there and let padding in; every
+    timm version that takes a mask (fused or not) treats an additive float mask alike. No row is
+    all -inf: the prefix tokens are never padding.
+    """
+    bias = torch.zeros(token_mask.shape, dtype=dtype, device=token_mask.device)
+    return bias.masked_fill(token_mask, float("-inf"))[:, None, None, :]
 
 
 class SincosViT(nn.Module):
@@ -143,7 +156,7 @@ class SincosViT(nn.Module):
             token_mask = torch.cat(
                 [patch_mask.new_zeros(batch, vit.num_prefix_tokens), patch_mask.flatten(1)], dim=1
             )
-            attn_mask = ~token_mask[:, None, None, :]  # (B, 1, 1, N), True = may attend
+            attn_mask = additive_key_mask(token_mask, x.dtype)
             for block in vit.blocks:
                 x = block(x, attn_mask=attn_mask)
         return vit.norm(x), token_mask

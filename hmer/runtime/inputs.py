@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from hmer.data.inkml import Ink, RenderConfig, load_image, render_traces
-from hmer.data.preprocess import PreprocessConfig, preprocess
+from hmer.data.inkml import (
+    MAX_IMAGE_BYTES,
+    Ink,
+    RenderConfig,
+    coordinate_problem,
+    load_image,
+    read_stream,
+    render_traces,
+)
+from hmer.data.preprocess import PreprocessConfig, decode_image, pil_to_array, preprocess
 from hmer.errors import DataError
 
-__all__ = ["ImageInput", "input_name", "prepare_image", "read_input"]
+__all__ = ["ImageInput", "input_name", "prepare_image", "read_encoded", "read_input"]
 
 #: Anything a recognizer reads: a file path (png, jpg, bmp, tiff, webp or InkML), a PIL image,
 #: a numpy array ``(H, W)`` / ``(H, W, 3|4)``, a tensor ``(H, W)`` / ``(C, H, W)``, or online
@@ -32,34 +40,22 @@ def input_name(x: ImageInput, index: int = 0) -> str:
     return f"<{type(x).__name__} #{index}>"
 
 
-def _from_pil(image: Any) -> np.ndarray:
-    """PIL image -> numpy array that :func:`hmer.data.preprocess.to_grayscale` accepts."""
-    if image.mode in ("L", "RGB", "RGBA", "I;16", "F"):
-        return np.asarray(image)
-    if image.mode == "1":
-        return np.asarray(image.convert("L"))
-    transparent = "A" in image.getbands() or "transparency" in image.info
-    return np.asarray(image.convert("RGBA" if transparent else "RGB"))
-
-
 def _from_tensor(tensor: Any) -> np.ndarray:
     """A torch tensor ``(H, W)``, ``(1|3|4, H, W)`` (torchvision's layout) or ``(1, 1, H, W)``
-    -> numpy.
-
-    Float tensors are read as ``[0, 1]`` when their maximum is <= 1 (else ``[0, 255]``) and
-    rounded to uint8 here, so that a tensor made from an 8-bit image gives back that image.
-    """
-    array = tensor.detach().cpu()
-    while array.dim() > 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.dim() == 3 and array.shape[0] in (1, 3, 4):
-        array = array.permute(1, 2, 0)
-    array = array.numpy()
-    if np.issubdtype(array.dtype, np.floating):
-        array = np.nan_to_num(array.astype(np.float32))
-        scale = 255.0 if array.size and array.max() <= 1.0 else 1.0
-        array = np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
-    return array
+    -> numpy ``(H, W[, C])``, its values as they are: float tensors are read in their real
+    range like any float picture (``[0, 1]`` or ``[0, 255]``, :func:`to_uint8`), so that a
+    tensor made from an 8-bit image gives back that image."""
+    try:
+        array = tensor.detach().cpu()
+        if array.is_floating_point():
+            array = array.float()  # numpy has no bfloat16
+        while array.dim() > 3 and array.shape[0] == 1:
+            array = array[0]
+        if array.dim() == 3 and array.shape[0] in (1, 3, 4):
+            array = array.permute(1, 2, 0)
+        return array.numpy()
+    except (RuntimeError, TypeError) as error:  # sparse, meta or complex tensors
+        raise DataError(f"cannot read this tensor ({error})") from None
 
 
 def _strokes(ink: Any) -> list[np.ndarray]:
@@ -69,16 +65,24 @@ def _strokes(ink: Any) -> list[np.ndarray]:
     for i, stroke in enumerate(strokes):
         try:
             trace = np.asarray(stroke, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             trace = None
         if trace is None or trace.ndim != 2 or trace.shape[1] != 2 or not len(trace):
             raise DataError(f"stroke {i}: expected (N, 2) points (x, y), N >= 1")
-        if not np.isfinite(trace).all():
-            raise DataError(f"stroke {i}: points must be finite numbers")
+        problem = coordinate_problem(trace)
+        if problem is not None:
+            raise DataError(f"stroke {i}: {problem}")
         traces.append(trace)
     if not traces:
         raise DataError("no strokes: nothing was written")
     return traces
+
+
+def read_encoded(stream: BinaryIO, name: str = "<stdin>") -> np.ndarray:
+    """One encoded picture (png, jpg, ...) read from a binary stream, e.g. standard input ->
+    the picture as stored (:func:`hmer.data.preprocess.decode_image`). At most
+    :data:`~hmer.data.inkml.MAX_IMAGE_BYTES` are read; DataError naming ``name``."""
+    return decode_image(read_stream(stream, MAX_IMAGE_BYTES, name), name)
 
 
 def read_input(x: ImageInput, render: RenderConfig | None = None) -> np.ndarray:
@@ -100,7 +104,7 @@ def read_input(x: ImageInput, render: RenderConfig | None = None) -> np.ndarray:
     if torch is not None and isinstance(x, torch.Tensor):
         return _from_tensor(x)
     if type(x).__module__.startswith("PIL."):
-        return _from_pil(x)
+        return pil_to_array(x)
     raise DataError(
         f"cannot read a {type(x).__name__}: give a file path, PIL image, numpy array, tensor "
         "or strokes"

@@ -10,6 +10,7 @@ module level imports torch; only exporting a checkpoint that has no cached expor
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,18 @@ from hmer.runtime.reading import Reader
 from hmer.search.network import Specials
 from hmer.search.onnx_backend import OnnxNetwork
 
-__all__ = ["OnnxRecognizer", "export_for"]
+__all__ = ["INSTALL_HINT", "PACKAGES", "OnnxRecognizer", "export_for", "missing_packages"]
+
+#: What ONNX inference needs: onnx to export a checkpoint (once per model), onnxruntime to run it.
+PACKAGES = ("onnx", "onnxruntime")
+#: The remedy when an install lacks them (both are dependencies of hmer; an install made with
+#: ``--no-deps``, or a package removed later, still can).
+INSTALL_HINT = "pip install onnx onnxruntime (or pip install 'hmer[onnx]')"
+
+
+def missing_packages(names: Sequence[str] = PACKAGES) -> list[str]:
+    """Those of ``names`` that cannot be imported here (found without importing them)."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
 
 
 def _known_fields(cls: type, values: dict[str, Any]) -> Any:
@@ -78,8 +90,7 @@ class OnnxRecognizer(Reader):
             import onnxruntime  # a core dependency; imported here, when a model is loaded
         except ImportError as error:
             raise HmerError(
-                "ONNX inference needs onnxruntime, a dependency of hmer: "
-                "pip install onnxruntime (or pip install --force-reinstall hmer)"
+                f"ONNX inference needs onnxruntime, a dependency of hmer: {INSTALL_HINT}"
             ) from error
         directory = Path(directory)
         meta = exports.read_meta(directory)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hmer.data.batching import BucketBatchSampler
+from hmer.data.batching import BucketBatchSampler, pad_images
 from hmer.data.latex import tokens_to_latex
 from hmer.runtime.inputs import ImageInput, prepare_image
-from hmer.search import beam_search
+from hmer.search import Hypothesis, nbest
 
 if TYPE_CHECKING:
     from hmer.config import DecodeConfig
@@ -28,35 +28,24 @@ if TYPE_CHECKING:
     from hmer.data.vocab import Vocab
     from hmer.search import Network
 
-__all__ = ["Prediction", "Reader", "pad_images"]
+__all__ = ["Prediction", "Reader"]
 
 
 @dataclass(frozen=True)
 class Prediction:
     """One recognized formula.
 
-    ``latex``: a LaTeX math string (no ``$``), braces balanced; ``tokens``: the canonical tokens it
-    is made of; ``score``: the hypothesis' length-normalized log-probability (0 is certain,
-    more negative is less sure; comparable between images, not a calibrated probability).
+    ``latex``: compact LaTeX math (no ``$``) to paste, ``x^{2}+y``, braces balanced
+    (:func:`hmer.data.latex.tokens_to_latex`); ``tokens``: the tokens the model wrote, in the
+    canonical convention (``" ".join(tokens)`` is the spaced form, ``x ^ { 2 } + y``, that
+    captions and evaluation files hold); ``score``: the hypothesis' length-normalized
+    log-probability (0 is certain, more negative is less sure; comparable between images, not a
+    calibrated probability).
     """
 
     latex: str
     tokens: list[str]
     score: float
-
-
-def pad_images(images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 ``(H, W)`` images (ink 255 on 0) -> float32 ``(B, 1, H, W)`` in [0, 1] (top-left,
-    zero padding) and bool ``(B, H, W)`` True = padding, as :func:`hmer.data.batching.collate`."""
-    height = max(image.shape[0] for image in images)
-    width = max(image.shape[1] for image in images)
-    batch = np.zeros((len(images), 1, height, width), np.float32)
-    mask = np.ones((len(images), height, width), bool)
-    for i, image in enumerate(images):
-        h, w = image.shape
-        batch[i, 0, :h, :w] = image.astype(np.float32) / np.float32(255.0)
-        mask[i, :h, :w] = False
-    return batch, mask
 
 
 class Reader:
@@ -103,6 +92,21 @@ class Reader:
 
     def predict_images(self, images: Sequence[np.ndarray], beam: int = 10) -> list[Prediction]:
         """:meth:`predict_batch` for images already through :meth:`prepare`."""
+        return [readings[0] for readings in self._search(images, beam, count=1)]
+
+    def predict_alternatives(
+        self, images: Sequence[np.ndarray], beam: int = 10, count: int = 5
+    ) -> list[list[Prediction]]:
+        """The ``count`` best distinct readings of each image (prepared), best first: the
+        n-best of the same search (:func:`hmer.search.nbest`), so the first is what
+        :meth:`predict_images` returns. Fewer when the search ended fewer hypotheses."""
+        return self._search(images, beam, count)
+
+    def _search(
+        self, images: Sequence[np.ndarray], beam: int, count: int
+    ) -> list[list[Prediction]]:
+        """Up to ``count`` readings per image, in order. An image whose every hypothesis
+        failed (a network that returns NaN) gets one empty reading scoring -inf."""
         if not images:
             return []
         sampler = BucketBatchSampler(
@@ -111,21 +115,27 @@ class Reader:
             max_batch=self.decode.max_batch,
             shuffle=False,
         )
-        found: dict[int, Prediction] = {}
+        found: dict[int, list[Prediction]] = {}
         with self._no_grad():
             for indices in sampler:
                 memory = self.network.encode(
                     *self._inputs(*pad_images([images[i] for i in indices]))
                 )
-                hyps = beam_search(
+                ranked = nbest(
                     self.network,
                     memory,
                     beam=beam,
                     max_len=self.decode.max_len,
                     length_penalty=self.decode.length_penalty,
                     bidirectional=self.decode.bidirectional,
+                    best_only=count == 1,  # the best alone: less rescoring, same first
                 )
-                for i, hyp in zip(indices, hyps, strict=True):
-                    tokens = self.vocab.decode(hyp.tokens)
-                    found[i] = Prediction(tokens_to_latex(tokens), tokens, hyp.score)
+                for i, hyps in zip(indices, ranked, strict=True):
+                    found[i] = [self._reading(h) for h in hyps[:count]] or [
+                        self._reading(Hypothesis([], float("-inf")))
+                    ]
         return [found[i] for i in range(len(images))]
+
+    def _reading(self, hyp: Hypothesis) -> Prediction:
+        tokens = self.vocab.decode(hyp.tokens)
+        return Prediction(tokens_to_latex(tokens), tokens, hyp.score)

@@ -18,14 +18,13 @@ Conventions shared by every backend:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Direction", "Network", "Specials", "Steps", "teacher_forced"]
+from hmer.data.vocab import Direction
 
-#: Reading order of a search: left to right (``sos … eos``) or right to left (``eos … sos``).
-Direction = Literal["l2r", "r2l"]
+__all__ = ["Direction", "Network", "Specials", "Steps", "teacher_forced"]
 
 
 @dataclass(frozen=True)
