@@ -376,7 +376,9 @@ def _inkml_mutation(text: str, rng: np.random.Generator) -> str | bytes:
         numbers[int(rng.integers(len(numbers)))] = str(rng.choice(_NUMBERS))
         return " ".join(numbers)
     if how == 1:  # a ragged trace: a value dropped or added
-        at = text.index("</trace>")
+        at = text.find("</trace>")
+        if at < 0:  # a document without traces gets a ragged one
+            return text.replace("</ink>", "<trace>1 2, 3 4 5</trace></ink>")
         return text[:at] + (" 7" if rng.random() < 0.5 else ", 3") + text[at:]
     if how == 2:
         return text[: int(rng.integers(0, len(text)))]
