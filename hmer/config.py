@@ -308,6 +308,7 @@ ALLOWED: dict[str, Allowed] = {
     "augment.jitter_rotate_deg": _range(0, 180),
     "augment.jitter_point": _NOT_NEGATIVE,
     "augment.jitter_p": _PROBABILITY,
+    "augment.swap_p": _PROBABILITY,
     "model.backbone": _NAME,
     "model.growth_rate": _AT_LEAST_ONE,
     "model.block_config": _each(_AT_LEAST_ONE, at_least=1),

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -136,13 +136,23 @@ def strokes(count: int, size: float = 10.0) -> list[np.ndarray]:
     ]
 
 
-def write_inkml(path: Path, count: int, latex: str | None) -> None:
+def write_inkml(
+    path: Path, count: int, latex: str | None, symbols: Sequence[str] | None = None
+) -> None:
+    """``count`` strokes as InkML; ``symbols``: a label per stroke, written as CROHME's symbol
+    segmentation (one trace group per stroke)."""
     truth = "" if latex is None else f'<annotation type="truth">{latex}</annotation>'
     traces = "".join(
-        f"<trace>{', '.join(f'{x:.2f} {y:.2f}' for x, y in t)}</trace>" for t in strokes(count)
+        f'<trace id="{i}">{", ".join(f"{x:.2f} {y:.2f}" for x, y in t)}</trace>'
+        for i, t in enumerate(strokes(count))
+    )
+    groups = "".join(
+        f'<traceGroup><annotation type="truth">{label}</annotation>'
+        f'<traceView traceDataRef="{i}"/></traceGroup>'
+        for i, label in enumerate(symbols or ())
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'<ink xmlns="http://www.w3.org/2003/InkML">{truth}{traces}</ink>')
+    path.write_text(f'<ink xmlns="http://www.w3.org/2003/InkML">{truth}{traces}{groups}</ink>')
 
 
 def tiny_predict_config() -> Config:

@@ -8,8 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from hmer.data.augment import AugmentConfig, build_augment, jitter_traces, preview_grid
-from hmer.data.inkml import ink_symbol_height, render_traces
+from hmer.data.augment import (
+    AugmentConfig,
+    SymbolBank,
+    build_augment,
+    jitter_traces,
+    preview_grid,
+    reink,
+    swap_symbols,
+)
+from hmer.data.inkml import RenderConfig, ink_symbol_height, render_traces
+from hmer.data.preprocess import PreprocessConfig
 
 NONE = AugmentConfig(affine_p=0.0, elastic_p=0.0, thickness_p=0.0, blur_p=0.0, noise_p=0.0)
 SCALE_ONLY = {"affine_p": 1.0, "rotate_deg": 0.0, "shear_deg": 0.0}
@@ -123,6 +132,60 @@ def test_jitter_traces_moves_strokes_a_little_and_reproducibly():
     assert 0 < max(shifts) < 0.5 * unit
     disabled = jitter_traces(traces, np.random.default_rng(0), AugmentConfig(enabled=False))
     assert all(np.array_equal(a, b) for a, b in zip(disabled, traces, strict=True))
+
+
+def box(traces: list[np.ndarray]) -> np.ndarray:
+    points = np.concatenate(traces)
+    return np.concatenate([points.min(axis=0), points.max(axis=0)])
+
+
+def test_swapped_symbols_are_another_hand_fitted_to_the_original_box():
+    """swap_symbols: a symbol drawn again by a donor of the same label fills the original's
+    bounding box (a flat donor takes the diagonals' ratio on its flat axis); symbols without a
+    donor, and traces outside any symbol, stay as they were."""
+    x = [np.array([[0.0, 0.0], [4.0, 6.0]]), np.array([[0.0, 6.0], [4.0, 0.0]])]  # box 4 x 6
+    minus = [np.array([[10.0, 3.0], [14.0, 3.0]])]
+    stray = np.array([[20.0, 0.0], [20.0, 6.0]])
+    traces = [*x, *minus, stray]
+    symbols = [("x", (0, 1)), ("-", (2,)), ("y", (3,))]
+    donor_x = [np.array([[100.0, 100.0], [110.0, 130.0]], np.float32)]  # another file's units
+    donor_minus = [np.array([[0.0, 0.0], [2.0, 0.0]], np.float32)]
+    bank = SymbolBank([(donor_x, [("x", (0,))]), (donor_minus, [("-", (0,))])])
+    out = swap_symbols(traces, symbols, bank, np.random.default_rng(0), p=1.0)
+
+    *kept, drawn_x, drawn_minus = out  # kept traces first, then the donors' strokes
+    assert len(kept) == 1 and np.array_equal(kept[0], stray)  # "y" has no donor
+    np.testing.assert_allclose(box([drawn_x]), [0, 0, 4, 6])  # 10 x 30 fitted to 4 x 6
+    np.testing.assert_allclose(drawn_minus, [[10, 3], [14, 3]])  # 2 wide fitted to 4
+
+    untouched = swap_symbols(traces, symbols, bank, np.random.default_rng(0), p=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(untouched, traces, strict=True))
+
+
+def test_reink_swaps_symbols_only_with_a_bank_and_a_positive_share():
+    traces = strokes()
+    symbols = [(f"s{i % 2}", (i,)) for i in range(len(traces))]
+    bank = SymbolBank([(strokes(8)[2:4], [("s0", (1,)), ("s1", (0,))])])
+    render, prep = RenderConfig(), PreprocessConfig()
+
+    def draw(swap_p: float, with_bank: bool) -> np.ndarray:
+        cfg = AugmentConfig(swap_p=swap_p, jitter_offset=0, jitter_scale=0, jitter_point=0)
+        cfg = dataclasses.replace(cfg, jitter_rotate_deg=0)
+        return reink(
+            traces,
+            np.random.default_rng(0),
+            cfg,
+            render,
+            prep,
+            symbols,
+            bank if with_bank else None,
+        )
+
+    plain = draw(0.0, True)
+    assert np.array_equal(draw(1.0, False), plain)
+    swapped = draw(1.0, True)
+    assert swapped.shape != plain.shape or not np.array_equal(swapped, plain)
+    assert np.array_equal(draw(1.0, True), swapped)  # reproducible from the generator
 
 
 def test_preview_grid(image: np.ndarray):

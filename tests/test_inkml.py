@@ -84,6 +84,32 @@ def test_truth_is_the_expression_annotation_not_a_symbol_one(tmp_path: Path):
     assert ink.source == str(path)
 
 
+def test_symbol_segmentation_comes_from_labelled_trace_groups():
+    """Leaf trace groups become (label, trace indices), matched by trace id and counted among
+    the kept (non-empty) traces; a group naming a missing trace, or without a label, is left
+    out; the Segmentation group itself holds no traceView and is no symbol."""
+    text = (
+        '<ink xmlns="http://www.w3.org/2003/InkML">'
+        '<annotation type="truth">$x+1$</annotation>'
+        '<trace id="7">0 0, 1 1</trace><trace id="8"> </trace>'
+        '<trace id="9">2 0, 3 1</trace><trace id="10">2 1, 3 0</trace>'
+        '<trace id="11">5 0, 5 2</trace>'
+        '<traceGroup><annotation type="truth">Segmentation</annotation>'
+        '<traceGroup><annotation type="truth">x</annotation>'
+        '<traceView traceDataRef="9"/><traceView traceDataRef="10"/></traceGroup>'
+        '<traceGroup><annotation type="truth">+</annotation><traceView traceDataRef="7"/>'
+        "</traceGroup>"
+        '<traceGroup><annotation type="truth">1</annotation><traceView traceDataRef="99"/>'
+        "</traceGroup>"
+        '<traceGroup><traceView traceDataRef="11"/></traceGroup>'
+        "</traceGroup></ink>"
+    )
+    ink = parse_inkml(text)
+    assert len(ink.traces) == 4
+    assert ink.symbols == (("x", (1, 2)), ("+", (0,)))
+    assert parse_inkml(inkml_text(["0 0, 1 1"])).symbols == ()
+
+
 def test_a_stray_latin1_byte_outside_the_traces_is_tolerated():
     text = inkml_text(["0 0, 1 1"], latex="$a \\cdot b$").replace("</ink>", "<m>\xb7</m></ink>")
     ink = parse_inkml(text.encode("latin-1"))

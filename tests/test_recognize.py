@@ -68,6 +68,20 @@ def test_predict_batch_equals_one_image_at_a_time(recognizer, renders):
     assert recognizer.predict_batch([]) == []
 
 
+def test_one_bad_input_costs_a_batch_nothing_with_return_errors(recognizer, renders, tmp_path):
+    """predict_batch(..., return_errors=True): the unreadable input's slot holds the DataError
+    naming it, the others read as they do alone; by default that error is raised."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a picture")
+    inputs = [paper(renders[0]), str(broken), np.zeros((20, 30), np.uint8), paper(renders[1])]
+    found = recognizer.predict_batch(inputs, return_errors=True)
+    assert isinstance(found[1], DataError) and "broken.png" in str(found[1])
+    assert isinstance(found[2], DataError)  # a blank page shows no ink
+    assert [p.tokens for p in (found[0], found[3])] == LABELS[:2]
+    with pytest.raises(DataError, match=r"broken\.png"):
+        recognizer.predict_batch(inputs)
+
+
 @pytest.mark.parametrize("kind", ["reverse", "color", "photo", "huge"])
 def test_picture_variants_read_like_the_clean_scan(recognizer, renders, kind):
     for ink, tokens in zip(renders, LABELS, strict=True):

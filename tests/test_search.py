@@ -246,14 +246,18 @@ def test_the_search_scores_with_the_layout_training_uses():
 
 
 def test_an_image_whose_network_fails_gets_an_empty_reading(model, batch):
-    """NaN weights must not crash the search: no hypothesis survives, the reading is empty."""
+    """NaN weights must not crash the search: no hypothesis survives, so every image gets one
+    empty reading scoring -inf, from the n-best and the best-only search alike."""
     with torch.no_grad():
         saved = model.decoder.head.bias.clone()
         model.decoder.head.bias[5] = float("nan")
     try:
         found = beam_search(model, *batch, beam=3, max_len=5)
+        ranked = nbest(model, *batch, beam=3, max_len=5)
     finally:
         with torch.no_grad():
             model.decoder.head.bias.copy_(saved)
-    assert [h.tokens for h in found] == [[]] * len(SIZES)
-    assert all(h.score == -math.inf for h in found)
+    assert [(h.tokens, h.score) for h in found] == [([], -math.inf)] * len(SIZES)
+    assert [[(h.tokens, h.score) for h in hyps] for hyps in ranked] == [[([], -math.inf)]] * len(
+        SIZES
+    )

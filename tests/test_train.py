@@ -271,6 +271,32 @@ def test_training_keeps_online_ink_only_when_strokes_are_jittered(tmp_path, jitt
     assert data.train.reink_p == jitter_p
 
 
+def test_symbol_donors_come_from_the_training_slice_only(tmp_path):
+    """augment.swap_p: redrawn samples borrow symbols from other training expressions, never
+    from the validation slice (its hands would leak into training)."""
+    from hmer.data.augment import SymbolBank
+    from hmer.engine.data import build_data
+
+    for i in range(8):
+        labels = [f"w{i}s{k}" for k in range(3)]
+        write_inkml(tmp_path / "ink" / "train" / f"s{i}.inkml", 3, f"${i}+x$", labels)
+    overrides = [
+        f"data.train={tmp_path / 'ink'}",
+        "data.load_workers=0",
+        "data.val_fraction=0.25",
+        "augment.jitter_p=0.5",
+    ]
+    data = build_data(load_config(TINY, [*overrides, "augment.swap_p=0.3"]), load_tests=False)
+    bank = data.train.reink.keywords["bank"]
+    assert isinstance(bank, SymbolBank)
+    train_labels = {label for s in data.train.samples for label, _ in s.symbols}
+    val_labels = {label for s in data.val for label, _ in s.symbols}
+    assert len(train_labels) == 18 and len(val_labels) == 6
+    assert set(bank.instances) == train_labels
+    without = build_data(load_config(TINY, overrides), load_tests=False)
+    assert without.train.reink.keywords["bank"] is None
+
+
 def test_static_shapes_train_on_a_few_fixed_batch_shapes(tiny_data, tmp_path):
     """data.static_shapes (the GPU path): the loader's batches come in the sampler's fixed
     (B, H, W, L) shapes, augmented images included, and a run trains on them."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from hmer.data.inkml import RenderConfig, ink_symbol_height, render_traces
+from hmer.data.inkml import RenderConfig, Symbol, ink_symbol_height, render_traces
 from hmer.data.preprocess import PreprocessConfig
 from hmer.data.preprocess import preprocess as preprocess_image
 
@@ -43,7 +43,10 @@ class AugmentConfig:
     rotation ``jitter_rotate_deg``, smooth per-point wobble ``jitter_point``. In training, a
     sample with online ink (InkML) is drawn again from jittered strokes with probability
     ``jitter_p`` (:func:`reink`) before the image augmentations; this renders and preprocesses
-    it in the loader workers (1.7–3.3 ms per sample), so it is off by default.
+    it in the loader workers (1.7–3.3 ms per sample), so it is off by default. When a sample
+    is drawn again and its file gives symbol segmentation, each symbol is first replaced, with
+    probability ``swap_p``, by another training writer's instance of the same symbol
+    (:func:`swap_symbols`): the same formula and layout in a mixture of hands.
     """
 
     enabled: bool = True
@@ -70,6 +73,7 @@ class AugmentConfig:
     jitter_rotate_deg: float = 4.0
     jitter_point: float = 0.015
     jitter_p: float = 0.0
+    swap_p: float = 0.0
 
 
 class Augmenter:
@@ -240,16 +244,78 @@ def jitter_traces(
     return out
 
 
+class SymbolBank:
+    """Every written instance of each symbol label in a set of expressions: the donors of
+    :func:`swap_symbols`. Built from ``(traces, symbols)`` pairs (:class:`hmer.data.inkml.Ink`
+    conventions); it keeps references to the trace arrays, not copies."""
+
+    def __init__(self, expressions: Iterable[tuple[Sequence[np.ndarray], Sequence[Symbol]]]):
+        self.instances: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        for traces, symbols in expressions:
+            for label, indices in symbols:
+                self.instances.setdefault(label, []).append(tuple(traces[i] for i in indices))
+
+    def draw(self, label: str, rng: np.random.Generator) -> tuple[np.ndarray, ...] | None:
+        """A random instance of ``label`` (its traces, in its file's units), None if unseen."""
+        choices = self.instances.get(label)
+        return choices[rng.integers(len(choices))] if choices else None
+
+
+def swap_symbols(
+    traces: Sequence[np.ndarray],
+    symbols: Sequence[Symbol],
+    bank: SymbolBank,
+    rng: np.random.Generator,
+    p: float,
+) -> list[np.ndarray]:
+    """The same expression with some symbols written by other hands.
+
+    Each symbol is replaced with probability ``p`` by an instance of the same label drawn from
+    ``bank``, stretched to the original's bounding box (stretchy symbols such as radicals,
+    fraction bars and brackets must cover what they covered, whatever the donor file's units).
+    An axis on which either box has no extent (a flat ``-``) takes the ratio of the boxes'
+    diagonals instead. Traces outside any symbol stay. Returns new float64 ``(N, 2)`` arrays.
+    """
+    ink = [np.asarray(t, dtype=np.float64).reshape(-1, 2) for t in traces]
+    replaced: set[int] = set()
+    donated: list[np.ndarray] = []
+    for label, indices in symbols:
+        if rng.random() >= p:
+            continue
+        donor = bank.draw(label, rng)
+        if donor is None:
+            continue
+        target = np.concatenate([ink[i] for i in indices])
+        source = np.concatenate(donor).astype(np.float64)
+        target_low, target_high = target.min(axis=0), target.max(axis=0)
+        source_low, source_high = source.min(axis=0), source.max(axis=0)
+        target_size, source_size = target_high - target_low, source_high - source_low
+        source_diagonal = float(np.hypot(*source_size))
+        if source_diagonal == 0.0:  # a one-point donor has no size to fit
+            continue
+        scale = np.full(2, float(np.hypot(*target_size)) / source_diagonal)
+        fits = (source_size > 0) & (target_size > 0)
+        scale[fits] = target_size[fits] / source_size[fits]
+        shift = (target_low + target_high) / 2 - scale * (source_low + source_high) / 2
+        donated += [np.asarray(t, dtype=np.float64) * scale + shift for t in donor]
+        replaced.update(indices)
+    return [t for i, t in enumerate(ink) if i not in replaced] + donated
+
+
 def reink(
     traces: Sequence[np.ndarray],
     rng: np.random.Generator,
     cfg: AugmentConfig,
     render: RenderConfig,
     preprocess: PreprocessConfig,
+    symbols: Sequence[Symbol] = (),
+    bank: SymbolBank | None = None,
 ) -> np.ndarray:
-    """A differently written version of online ink, as a training image: :func:`jitter_traces`,
-    then the rendering and preprocessing that made the stored image. uint8 ``(H, W)``, ink 255
-    on 0."""
+    """A differently written version of online ink, as a training image: :func:`swap_symbols`
+    (with ``bank``, ``symbols`` and ``cfg.swap_p`` > 0), :func:`jitter_traces`, then the
+    rendering and preprocessing that made the stored image. uint8 ``(H, W)``, ink 255 on 0."""
+    if bank is not None and symbols and cfg.swap_p > 0:
+        traces = swap_symbols(traces, symbols, bank, rng, cfg.swap_p)
     return preprocess_image(render_traces(jitter_traces(traces, rng, cfg), render), preprocess)
 
 

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from hmer.data.captions import LabelRow, caption_rows, read_text, table_rows
-from hmer.data.inkml import RenderConfig, parse_inkml, render_traces
+from hmer.data.inkml import RenderConfig, Symbol, parse_inkml, render_traces
 from hmer.data.latex import normalize_latex
 from hmer.data.preprocess import IMAGE_SUFFIXES, PreprocessConfig, decode_image
 from hmer.data.preprocess import preprocess as preprocess_image
@@ -64,13 +64,15 @@ class Sample:
     ``traces``: the online ink, ``(N, 2)`` float32 points per stroke, for InkML sources loaded
     with ``keep_traces`` (stroke-level augmentation draws it again), else None; ``published``:
     the caption's tokens as published (BTTR/CoMER layouts: what papers score against), before
-    :func:`normalize_latex` made ``tokens`` of them; None for other sources."""
+    :func:`normalize_latex` made ``tokens`` of them; None for other sources; ``symbols``: the
+    ink's symbol segmentation (:attr:`hmer.data.inkml.Ink.symbols`), kept with ``traces``."""
 
     name: str
     image: np.ndarray
     tokens: list[str]
     traces: tuple[np.ndarray, ...] | None = None
     published: list[str] | None = None
+    symbols: tuple[Symbol, ...] | None = None
 
 
 @dataclass
@@ -470,12 +472,13 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
                 DataError(message, *where),
                 tuple(t for t in tokens if t in unknown),
             )
-    traces = None
+    traces = symbols = None
     if ink is not None and settings.keep_traces:
         traces = tuple(np.asarray(t, np.float32) for t in ink.traces)
+        symbols = ink.symbols
     published = (label or "").split() if item.kind == "caption" else None
     if cached is not None:
-        return Sample(item.name, cached[0], tokens, traces, published)
+        return Sample(item.name, cached[0], tokens, traces, published, symbols)
     try:
         raw = render_traces(ink.traces, settings.render) if ink else decode_image(data, source)
         image = preprocess_image(raw, settings.preprocess)
@@ -486,7 +489,7 @@ def _load(item: _Item, settings: _Settings) -> Sample | _Skip:
         )
     if key is not None:
         _cache_store(settings.cache_dir, key, image, label or "")
-    return Sample(item.name, image, tokens, traces, published)
+    return Sample(item.name, image, tokens, traces, published, symbols)
 
 
 def _init_worker() -> None:

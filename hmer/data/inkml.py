@@ -34,6 +34,10 @@ from hmer.errors import DataError
 _SHIFT = 4
 
 
+#: One written symbol: its truth label (e.g. ``\\int``) and the indices of its traces.
+Symbol = tuple[str, tuple[int, ...]]
+
+
 @dataclass(frozen=True)
 class Ink:
     """One handwritten expression as online ink.
@@ -41,11 +45,14 @@ class Ink:
     ``traces``: pen-down strokes, each ``(N, 2)`` float64 ``(x, y)``, y downward, file units.
     ``latex``: the raw expression truth (e.g. ``$\\frac1{2}$``), None when the file has none.
     ``source``: where it came from (a path, or ``<text>``), for error messages.
+    ``symbols``: the file's symbol segmentation, ``(truth label, indices into traces)`` per
+    symbol (CROHME's leaf ``<traceGroup>`` elements), empty when the file has none.
     """
 
     traces: tuple[np.ndarray, ...]
     latex: str | None
     source: str
+    symbols: tuple[Symbol, ...] = ()
 
 
 #: Largest InkML file read: 64 times CROHME's largest (61 KB). Parsing costs memory and time
@@ -182,7 +189,8 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
 
     Namespace-aware (any namespace, or none); points may carry 2 or more channels (X and Y are
     located via ``<traceFormat>``); coordinates integer or decimal. The truth is the root's
-    ``<annotation type="truth">`` (symbol-level truths inside trace groups are ignored). Empty
+    ``<annotation type="truth">``; symbol-level truths inside trace groups become ``symbols``
+    (a group that names a trace the file lacks is left out: segmentation is optional). Empty
     traces are dropped.
 
     Raises:
@@ -214,6 +222,7 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
         for number, element in enumerate(elements, 1)
         if element.text and element.text.strip()
     )
+    kept = [element for element in elements if element.text and element.text.strip()]
     if not traces:
         raise DataError("no trace in InkML", source)
     latex = None
@@ -221,7 +230,26 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
         if child.get("type") == "truth":
             latex = (child.text or "").strip() or None
             break
-    return Ink(traces=traces, latex=latex, source=source)
+    return Ink(traces=traces, latex=latex, source=source, symbols=_symbols(root, ns, kept))
+
+
+def _symbols(root: ET.Element, ns: str, traces: Sequence[ET.Element]) -> tuple[Symbol, ...]:
+    """Leaf trace groups with a truth label, as indices into ``traces`` (matched by trace id)."""
+    index = {element.get("id"): i for i, element in enumerate(traces) if element.get("id")}
+    symbols = []
+    for group in root.iter(f"{ns}traceGroup"):
+        label = next(
+            (
+                (note.text or "").strip()
+                for note in group.iterfind(f"{ns}annotation")
+                if note.get("type") == "truth"
+            ),
+            "",
+        )
+        refs = [view.get("traceDataRef") for view in group.iterfind(f"{ns}traceView")]
+        if label and refs and all(ref in index for ref in refs):
+            symbols.append((label, tuple(index[ref] for ref in refs)))
+    return tuple(symbols)
 
 
 @dataclass(frozen=True)

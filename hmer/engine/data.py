@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hmer.data.augment import build_augment, fit_within, reink
+from hmer.data.augment import SymbolBank, build_augment, fit_within, reink
 from hmer.data.batching import BucketBatchSampler, Canvases, collate
 from hmer.data.datasets import Sample, crohme_split, load_samples
 from hmer.data.preprocess import to_tensor
@@ -125,8 +125,8 @@ class SampleDataset(Dataset):
     Indexing with ``(index, epoch)`` (what :class:`EpochBatches` yields) augments with a seed
     derived from ``(seed, epoch, index)``; a plain ``index`` never augments. Augmenting first
     redraws a sample that has online ink from it with probability ``reink_p``
-    (``reink(traces, rng) -> image``, e.g. :func:`hmer.data.augment.reink`), then applies
-    ``augment`` to the image.
+    (``reink(traces, rng, symbols=...) -> image``, e.g. :func:`hmer.data.augment.reink`), then
+    applies ``augment`` to the image.
     """
 
     def __init__(
@@ -135,7 +135,7 @@ class SampleDataset(Dataset):
         vocab: Vocab,
         augment: Callable[[np.ndarray], np.ndarray] | None = None,
         seed: int = 0,
-        reink: Callable[[tuple[np.ndarray, ...], np.random.Generator], np.ndarray] | None = None,
+        reink: Callable[..., np.ndarray] | None = None,
         reink_p: float = 0.0,
     ):
         self.samples = list(samples)
@@ -172,7 +172,7 @@ class SampleDataset(Dataset):
 
     def _reinked(self, sample: Sample, rng: np.random.Generator) -> np.ndarray:
         try:
-            return self.reink(sample.traces, rng)
+            return self.reink(sample.traces, rng, symbols=sample.symbols or ())
         except DataError:  # jittered ink that preprocessing rejects: keep the stored image
             return sample.image
 
@@ -280,8 +280,11 @@ def build_data(
     augment = build_augment(cfg.augment) if data_cfg.augment else None
     reink_fn = None
     if reink_p > 0:
+        bank = None
+        if cfg.augment.swap_p > 0:  # donors from the training slice only, never validation
+            bank = SymbolBank((s.traces, s.symbols) for s in train_samples if s.symbols)
         reink_fn = functools.partial(
-            reink, cfg=cfg.augment, render=cfg.render, preprocess=cfg.preprocess
+            reink, cfg=cfg.augment, render=cfg.render, preprocess=cfg.preprocess, bank=bank
         )
     canvases = None
     if data_cfg.static_shapes:

@@ -15,10 +15,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from hmer.errors import HmerError
+
 
 def record_line(record: dict[str, Any]) -> str:
     """One record as its line of ``metrics.jsonl`` (newline included)."""
     return json.dumps(record) + "\n"
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics file; a line cut short by a crash (the last one) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise HmerError(f"{path}: no metrics file (is this a run directory?)")
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 class MetricsLog:

@@ -7,31 +7,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from hmer.errors import HmerError
+from hmer.engine.metrics_log import read_metrics
 from hmer.io import atomic_open
-
-
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a metrics file; a line cut short by a crash (the last one) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise HmerError(f"{path}: no metrics file (is this a run directory?)")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:

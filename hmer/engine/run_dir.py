@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 from hmer.checkpoint import load_checkpoint
 from hmer.config import save_config
 from hmer.engine import distributed
-from hmer.engine.metrics_log import record_line
-from hmer.engine.plot import read_metrics
+from hmer.engine.metrics_log import read_metrics, record_line
 from hmer.errors import HmerError
 from hmer.io import atomic_write_text
 

@@ -200,7 +200,8 @@ def export_onnx(
         import onnx  # noqa: F401 - the exporter needs it; say so clearly
     except ImportError as error:
         raise HmerError(
-            "ONNX export needs the onnx package: pip install onnx (or reinstall hmer)"
+            "ONNX export needs the onnx package, a dependency of hmer that this install lacks: "
+            "pip install onnx"
         ) from error
     model = copy.deepcopy(model).float().cpu().eval()
     encoder, step, score = _graphs(model)

@@ -18,6 +18,7 @@ import numpy as np
 
 from hmer.data.batching import BucketBatchSampler, pad_images
 from hmer.data.latex import tokens_to_latex
+from hmer.errors import DataError
 from hmer.runtime.inputs import ImageInput, prepare_image
 from hmer.search import Hypothesis, nbest
 
@@ -81,14 +82,32 @@ class Reader:
         """Read one formula; ``beam`` is the beam width (1 = greedy-like, faster)."""
         return self.predict_batch([x], beam=beam)[0]
 
-    def predict_batch(self, xs: Sequence[ImageInput], beam: int = 10) -> list[Prediction]:
+    def predict_batch(
+        self, xs: Sequence[ImageInput], beam: int = 10, return_errors: bool = False
+    ) -> list[Prediction] | list[Prediction | DataError]:
         """Read several formulas, in order, decoding padded batches of similar sizes (at most
         ``decode.batch_pixels`` padded pixels and ``decode.max_batch`` images each).
 
+        ``return_errors``: an input that cannot be read takes its place in the result as the
+        :class:`~hmer.errors.DataError` that names it, and the others are still read (a batch of
+        user files is never lost to one bad file); without it, that error is raised.
+
         Raises:
-            DataError: an input that cannot be read, or shows no ink (naming it).
+            DataError: an input that cannot be read, or shows no ink (naming it), unless
+                ``return_errors``.
         """
-        return self.predict_images([self.prepare(x) for x in xs], beam=beam)
+        prepared: list[np.ndarray | DataError] = []
+        for x in xs:
+            try:
+                prepared.append(self.prepare(x))
+            except DataError as error:
+                if not return_errors:
+                    raise
+                prepared.append(error)
+        readings = iter(
+            self.predict_images([p for p in prepared if isinstance(p, np.ndarray)], beam=beam)
+        )
+        return [p if isinstance(p, DataError) else next(readings) for p in prepared]
 
     def predict_images(self, images: Sequence[np.ndarray], beam: int = 10) -> list[Prediction]:
         """:meth:`predict_batch` for images already through :meth:`prepare`."""
@@ -131,9 +150,7 @@ class Reader:
                     best_only=count == 1,  # the best alone: less rescoring, same first
                 )
                 for i, hyps in zip(indices, ranked, strict=True):
-                    found[i] = [self._reading(h) for h in hyps[:count]] or [
-                        self._reading(Hypothesis([], float("-inf")))
-                    ]
+                    found[i] = [self._reading(h) for h in hyps[:count]]
         return [found[i] for i in range(len(images))]
 
     def _reading(self, hyp: Hypothesis) -> Prediction:

@@ -265,7 +265,9 @@ def _score_opposite(
 def _to_hypotheses(
     tokens: np.ndarray, lengths: np.ndarray, scores: np.ndarray
 ) -> list[list[Hypothesis]]:
-    """``(B, G, T)``, ``(B, G)``, ``(B, G)`` (reading order) -> per image, best first, unique."""
+    """``(B, G, T)``, ``(B, G)``, ``(B, G)`` (reading order) -> per image, best first, unique.
+    An image with no finite score (a network that returns NaN) gets one hypothesis: no tokens,
+    score -inf."""
     result = []
     for seqs, ns, ss in zip(tokens, lengths, scores, strict=True):
         seen: set[tuple[int, ...]] = set()
@@ -275,7 +277,7 @@ def _to_hypotheses(
             if np.isfinite(ss[j]) and key not in seen:
                 seen.add(key)
                 hyps.append(Hypothesis(list(key), float(ss[j])))
-        result.append(hyps)
+        result.append(hyps or [Hypothesis([], float("-inf"))])
     return result
 
 
@@ -290,7 +292,8 @@ def nbest(
     direction: Direction = "l2r",
     best_only: bool = False,
 ) -> list[list[Hypothesis]]:
-    """All ended hypotheses of a batched beam search, per image, best first, without duplicates.
+    """All ended hypotheses of a batched beam search, per image, best first, without duplicates
+    (at least one: an image whose every hypothesis failed gets no tokens and a score of -inf).
 
     Args:
         memory: ``network.encode(...)`` of ``B`` images.
@@ -345,7 +348,7 @@ def beam_search(
         direction=direction,
         best_only=True,
     )
-    return [hyps[0] if hyps else Hypothesis([], float("-inf")) for hyps in found]
+    return [hyps[0] for hyps in found]
 
 
 def greedy(
