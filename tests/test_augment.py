@@ -169,8 +169,9 @@ def test_reink_swaps_symbols_only_with_a_bank_and_a_positive_share():
     render, prep = RenderConfig(), PreprocessConfig()
 
     def draw(swap_p: float, with_bank: bool) -> np.ndarray:
-        cfg = AugmentConfig(swap_p=swap_p, jitter_offset=0, jitter_scale=0, jitter_point=0)
-        cfg = dataclasses.replace(cfg, jitter_rotate_deg=0)
+        cfg = AugmentConfig(
+            swap_p=swap_p, jitter_offset=0, jitter_scale=0, jitter_rotate_deg=0, jitter_point=0
+        )
         return reink(
             traces,
             np.random.default_rng(0),

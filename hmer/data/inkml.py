@@ -217,12 +217,15 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
     elements = list(root.iter(f"{ns}trace"))
     if len(elements) > MAX_TRACES:
         raise DataError(f"{len(elements):,} traces, more than {MAX_TRACES:,}", source)
-    traces = tuple(
-        _parse_trace(element.text, columns, source, _trace_name(element, number))
+    kept = [
+        (number, element)
         for number, element in enumerate(elements, 1)
         if element.text and element.text.strip()
+    ]
+    traces = tuple(
+        _parse_trace(element.text, columns, source, _trace_name(element, number))
+        for number, element in kept
     )
-    kept = [element for element in elements if element.text and element.text.strip()]
     if not traces:
         raise DataError("no trace in InkML", source)
     latex = None
@@ -230,7 +233,12 @@ def parse_inkml(path_or_text: str | Path | bytes, source: str | None = None) -> 
         if child.get("type") == "truth":
             latex = (child.text or "").strip() or None
             break
-    return Ink(traces=traces, latex=latex, source=source, symbols=_symbols(root, ns, kept))
+    return Ink(
+        traces=traces,
+        latex=latex,
+        source=source,
+        symbols=_symbols(root, ns, [element for _, element in kept]),
+    )
 
 
 def _symbols(root: ET.Element, ns: str, traces: Sequence[ET.Element]) -> tuple[Symbol, ...]:
