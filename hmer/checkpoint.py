@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,19 +151,47 @@ def load_state_dict_checked(
         raise CheckpointError(f"{path}: weights do not fit the model: {error}") from error
 
 
-def export_weights(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write the small inference file: ``src``'s inference weights in ``dtype``, config, vocabulary.
+def export_weights(
+    sources: str | Path | Sequence[str | Path], dst: str | Path, dtype: torch.dtype = torch.float16
+) -> Path:
+    """Write the small inference file: the inference weights of ``sources`` in ``dtype``, with the
+    config and vocabulary of the last one.
 
-    Floating-point tensors are cast (BatchNorm counters and other integer buffers are kept).
+    Several sources are averaged tensor by tensor in fp32 (a "model soup"): meant for runs that
+    continued one from another, whose weights lie in one basin. They must share the vocabulary
+    and every weight's name and shape (CheckpointError naming the file otherwise). Floating-point
+    tensors are cast; BatchNorm counters and other integer buffers are the last source's.
     """
-    payload = load_checkpoint(src)
-    weights = {
-        k: v.to(dtype) if torch.is_floating_point(v) else v for k, v in payload["model"].items()
-    }
-    meta = dict(payload.get("meta", {}))
-    meta.update(exported_from=str(src), source_code_version=payload["code_version"])
+    paths = [Path(sources)] if isinstance(sources, str | Path) else [Path(p) for p in sources]
+    if not paths:
+        raise CheckpointError("export_weights needs at least one checkpoint")
+    payloads = [load_checkpoint(path) for path in paths]
+    last = payloads[-1]
+    vocab = Vocab.from_dict(last["vocab"])
+    for path, payload in zip(paths[:-1], payloads[:-1], strict=True):
+        check_vocab(payload, vocab, path)
+        ours, theirs = payload["model"], last["model"]
+        for key, value in theirs.items():
+            if key not in ours or ours[key].shape != value.shape:
+                raise CheckpointError(
+                    f"{path}: weights do not match {paths[-1]}'s ({key}: "
+                    f"{tuple(ours[key].shape) if key in ours else 'missing'} vs "
+                    f"{tuple(value.shape)}); only checkpoints of one model can be averaged"
+                )
+    weights = {}
+    for key, value in last["model"].items():
+        if torch.is_floating_point(value):
+            total = sum(payload["model"][key].float() for payload in payloads)
+            weights[key] = (total / len(payloads)).to(dtype)
+        else:
+            weights[key] = value
+    meta = dict(last.get("meta", {}))
+    meta.update(
+        exported_from=", ".join(str(path) for path in paths),
+        source_code_version=last["code_version"],
+    )
     return save_checkpoint(
-        dst, model=weights, config=payload["config"], vocab=payload["vocab"], meta=meta
+        dst, model=weights, config=last["config"], vocab=last["vocab"], meta=meta
     )
 
 

@@ -73,6 +73,48 @@ def test_export_writes_small_fp16_weights_that_load_model_reads(checkpoint, tiny
     torch.testing.assert_close(theirs, ours, rtol=0.02, atol=0.02)
 
 
+def _shifted_copy(checkpoint: Path, dst: Path, shift: float) -> Path:
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model"] = {
+        k: v + shift if v.is_floating_point() else v + 1 for k, v in payload["model"].items()
+    }
+    torch.save(payload, dst)
+    return dst
+
+
+def test_export_of_several_checkpoints_is_their_average(checkpoint, tmp_path):
+    other = _shifted_copy(checkpoint, tmp_path / "other.pt", shift=0.5)
+    out = export_weights([checkpoint, other], tmp_path / "soup.pt", dtype=torch.float32)
+    soup, first, second = (
+        torch.load(p, weights_only=True)["model"] for p in (out, checkpoint, other)
+    )
+    for key, value in soup.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (first[key] + second[key]) / 2)
+        else:  # BatchNorm counters: the last checkpoint's
+            assert torch.equal(value, second[key])
+    assert str(other) in torch.load(out, weights_only=True)["meta"]["exported_from"]
+    load_model(out, "cpu")
+
+
+def test_checkpoints_of_different_models_are_not_averaged(checkpoint, tmp_path):
+    cfg = load_config(TINY, ["model.d_model=48"])
+    wider = save_checkpoint(
+        tmp_path / "wider.pt",
+        model=build_model(cfg, Vocab.crohme()).state_dict(),
+        config=config_to_dict(cfg),
+        vocab=Vocab.crohme().to_dict(),
+    )
+    with pytest.raises(CheckpointError, match=r"wider\.pt: weights do not match .*one model"):
+        export_weights([wider, checkpoint], tmp_path / "soup.pt")
+    renamed = torch.load(checkpoint, weights_only=True)
+    renamed["vocab"] = Vocab(["a", "b", "c"]).to_dict()
+    torch.save(renamed, tmp_path / "renamed.pt")
+    with pytest.raises(CheckpointError, match=r"renamed\.pt: vocabulary mismatch"):
+        export_weights([tmp_path / "renamed.pt", checkpoint], tmp_path / "soup.pt")
+    assert not (tmp_path / "soup.pt").exists()
+
+
 def test_truncated_file_is_a_checkpoint_error(checkpoint):
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])

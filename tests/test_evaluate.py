@@ -107,6 +107,9 @@ def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):
     assert main(["export-weights", str(tiny_run / "best.pt"), str(tmp_path / "w.pt")]) == 0
     assert "fp16" in capsys.readouterr().out
     assert (tmp_path / "w.pt").stat().st_size < (tiny_run / "last.pt").stat().st_size
+    two = [str(tiny_run / "best.pt"), str(tiny_run / "last.pt")]
+    assert main(["export-weights", *two, str(tmp_path / "soup.pt")]) == 0
+    assert "the average of 2" in capsys.readouterr().out
 
 
 def test_model_info_prints_the_configs_model_size(capsys):

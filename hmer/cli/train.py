@@ -147,8 +147,9 @@ def _plot(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from hmer.checkpoint import export_weights
 
-    out = export_weights(args.checkpoint, args.out)
-    print(f"{out} ({out.stat().st_size / 1e6:.1f} MB, fp16)")
+    out = export_weights(args.checkpoints, args.out)
+    averaged = f", the average of {len(args.checkpoints)}" if len(args.checkpoints) > 1 else ""
+    print(f"{out} ({out.stat().st_size / 1e6:.1f} MB, fp16{averaged})")
     return 0
 
 
@@ -201,9 +202,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plot)
 
     p = subparsers.add_parser(
-        "export-weights", help="write small fp16 inference weights from a checkpoint"
+        "export-weights",
+        help="write small fp16 inference weights from a checkpoint (several: their average)",
     )
-    p.add_argument("checkpoint", type=Path, metavar="CKPT")
+    p.add_argument(
+        "checkpoints",
+        type=Path,
+        nargs="+",
+        metavar="CKPT",
+        help="checkpoints of one model; several are averaged tensor by tensor (a model soup)",
+    )
     p.add_argument("out", type=Path, metavar="OUT")
     p.set_defaults(func=_export)
 
