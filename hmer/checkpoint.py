@@ -160,7 +160,8 @@ def export_weights(
     Several sources are averaged tensor by tensor in fp32 (a "model soup"): meant for runs that
     continued one from another, whose weights lie in one basin. They must share the vocabulary
     and every weight's name and shape (CheckpointError naming the file otherwise). Floating-point
-    tensors are cast; BatchNorm counters and other integer buffers are the last source's.
+    tensors are cast; BatchNorm counters and other integer buffers are the last source's. The
+    file's ``meta`` is the source's, or with several, their metas under ``sources``.
     """
     paths = [Path(sources)] if isinstance(sources, str | Path) else [Path(p) for p in sources]
     if not paths:
@@ -171,12 +172,12 @@ def export_weights(
     for path, payload in zip(paths[:-1], payloads[:-1], strict=True):
         check_vocab(payload, vocab, path)
         ours, theirs = payload["model"], last["model"]
-        for key, value in theirs.items():
-            if key not in ours or ours[key].shape != value.shape:
+        for key in sorted(ours.keys() | theirs.keys()):
+            shapes = [tuple(w[key].shape) if key in w else "missing" for w in (ours, theirs)]
+            if shapes[0] != shapes[1]:
                 raise CheckpointError(
-                    f"{path}: weights do not match {paths[-1]}'s ({key}: "
-                    f"{tuple(ours[key].shape) if key in ours else 'missing'} vs "
-                    f"{tuple(value.shape)}); only checkpoints of one model can be averaged"
+                    f"{path}: weights do not match {paths[-1]}'s ({key}: {shapes[0]} vs "
+                    f"{shapes[1]}); only checkpoints of one model can be averaged"
                 )
     weights = {}
     for key, value in last["model"].items():
@@ -185,7 +186,9 @@ def export_weights(
             weights[key] = (total / len(payloads)).to(dtype)
         else:
             weights[key] = value
-    meta = dict(last.get("meta", {}))
+    # One source's training record (step, validation) describes the file; an average's does not.
+    metas = [dict(p.get("meta", {})) for p in payloads]
+    meta = metas[0] if len(metas) == 1 else {"sources": metas}
     meta.update(
         exported_from=", ".join(str(path) for path in paths),
         source_code_version=last["code_version"],

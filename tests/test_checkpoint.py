@@ -93,7 +93,9 @@ def test_export_of_several_checkpoints_is_their_average(checkpoint, tmp_path):
             torch.testing.assert_close(value, (first[key] + second[key]) / 2)
         else:  # BatchNorm counters: the last checkpoint's
             assert torch.equal(value, second[key])
-    assert str(other) in torch.load(out, weights_only=True)["meta"]["exported_from"]
+    meta = torch.load(out, weights_only=True)["meta"]
+    assert str(other) in meta["exported_from"]
+    assert "step" not in meta and [m["step"] for m in meta["sources"]] == [7, 7]  # not the last's
     load_model(out, "cpu")
 
 
