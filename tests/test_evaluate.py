@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from helpers import TINY
+from helpers import TINY, tiny_config
 
 from hmer.cli import main
 from hmer.engine.evaluate import EvalResult, format_table, rows_to_tsv
@@ -40,6 +40,48 @@ def test_evaluate_reproduces_the_runs_final_test_from_best_checkpoint(
     for key in ("exprate", "le1", "le2", "count"):
         assert ours[key] == run[key]
     assert read_tsv(out / "predictions_test.tsv") == read_tsv(tiny_run / "predictions_test.tsv")
+
+
+def test_the_validation_split_rescores_the_runs_own_held_out_slice(tiny_run, tiny_data, tmp_path):
+    """``--split validation`` draws the slice the run held out of its training data (its
+    data.val_fraction and data.val_seed) and, decoded greedily, repeats the score that made
+    best.pt best: weights from several runs can then be compared on data none of them saw."""
+    import torch
+
+    from hmer.engine.data import build_data
+
+    out = tmp_path / "eval"
+    rc = main(
+        [
+            "evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--data", str(tiny_data),
+            "--split", "validation", "--greedy", "--device", "cpu", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    ours = json.loads((out / "results.json").read_text())["splits"]["validation"]
+    run = torch.load(tiny_run / "best.pt", map_location="cpu", weights_only=False)["meta"]["val"]
+    for key in ("exprate", "le1", "le2", "count"):
+        assert ours[key] == run[key]
+    # The very samples training held out (the tiny run's config is tiny_config's).
+    held_out = build_data(tiny_config(tiny_data, "train.ema=true"), load_tests=False).val
+    names = [r["name"] for r in read_tsv(out / "predictions_validation.tsv")]
+    assert sorted(names) == sorted(s.name for s in held_out)
+
+
+def test_the_validation_split_needs_a_run_that_held_one_out(tiny_data, tmp_path, capsys):
+    from hmer.engine.train import train
+
+    run = tmp_path / "run"
+    cfg = tiny_config(tiny_data, "train.max_steps=1", "data.val_on_train=true")
+    assert train(cfg, run).status == "finished"
+    rc = main(
+        [
+            "evaluate", "--checkpoint", str(run / "last.pt"), "--data", str(tiny_data),
+            "--split", "validation", "--device", "cpu", "--out", str(tmp_path / "eval"),
+        ]
+    )  # fmt: skip
+    assert rc == 2
+    assert "held out no validation slice" in capsys.readouterr().err
 
 
 def test_per_expression_tsv_has_one_row_per_expression_in_data_order(tiny_run):

@@ -187,7 +187,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="InkML folder, BTTR folder/zip or image folder + table (default: CROHME InkML)",
     )
-    p.add_argument("--split", nargs="+", default=["2014", "2016", "2019"], help="splits to score")
+    p.add_argument(
+        "--split",
+        nargs="+",
+        default=["2014", "2016", "2019"],
+        help="splits to score; 'validation' is the run's own held-out slice of its training data",
+    )
     p.add_argument("--beam", type=int, help="beam width (default: the checkpoint's decode.beam)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
     p.add_argument("--batch-size", type=int, help="max expressions per batch")

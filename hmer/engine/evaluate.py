@@ -26,6 +26,7 @@ from hmer.data.datasets import Sample, load_samples
 from hmer.data.preprocess import to_tensor
 from hmer.data.vocab import Vocab
 from hmer.engine import distributed
+from hmer.engine.data import resolve_source, split_validation
 from hmer.errors import DataError
 from hmer.io import atomic_write_text
 from hmer.metrics import equivalence_exprate, exprate, expression_table
@@ -33,7 +34,7 @@ from hmer.paths import crohme_root
 from hmer.search.torch_backend import beam_search, greedy
 
 if TYPE_CHECKING:
-    from hmer.config import DecodeConfig
+    from hmer.config import Config, DecodeConfig
 
 
 @dataclass
@@ -252,6 +253,35 @@ def format_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
+#: The split name that scores a checkpoint on its own run's held-out validation slice.
+VALIDATION = "validation"
+
+
+def validation_samples(config: Config, data: str | Path | None, workers: int) -> list[Sample]:
+    """The validation slice that the run behind ``config`` held out of its training data: the
+    same formulas, drawn with its ``data.val_fraction`` and ``data.val_seed`` (and ``data.limit``),
+    from ``data`` (default: the run's ``data.train``) at its ``data.train_split``."""
+    if config.data.val_on_train or config.data.val_fraction <= 0:
+        raise DataError(
+            "this checkpoint's run held out no validation slice "
+            f"(data.val_fraction={config.data.val_fraction}, "
+            f"data.val_on_train={config.data.val_on_train})"
+        )
+    if data is None:
+        source, sub = resolve_source(config.data.train, config.data.train_split)
+    else:
+        source, sub = Path(data), config.data.train_split
+    everything, _ = load_samples(
+        source,
+        sub,
+        render=config.render,
+        preprocess=config.preprocess,
+        workers=workers,
+        limit=config.data.limit,
+    )
+    return split_validation(everything, config.data.val_fraction, config.data.val_seed)[1]
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -265,7 +295,9 @@ def evaluate_checkpoint(
     workers: int | None = None,
     progress: bool = True,
 ) -> list[EvalResult]:
-    """Load ``checkpoint`` and score it on each of ``splits`` under ``data``.
+    """Load ``checkpoint`` and score it on each of ``splits`` under ``data``; the split
+    ``"validation"`` is the run's own held-out slice of its training data
+    (:func:`validation_samples`).
 
     ``data`` defaults to the CROHME InkML folder (``crohme_root()/inkml``); images are rendered and
     preprocessed with the checkpoint's own config, i.e. exactly as in training. Predictions go
@@ -276,20 +308,21 @@ def evaluate_checkpoint(
     model, vocab, config = load_model(checkpoint, dev)
     if beam is not None:
         config.decode.beam = beam
+    given_data = data
     if data is None:
         root = crohme_root()
         if root is None:
             raise DataError("no --data given and no CROHME folder found (set HMER_CROHME)")
         data = root / "inkml"
+    workers = (os.cpu_count() or 1) if workers is None else workers
     results = []
     for split in splits:
-        samples, _ = load_samples(
-            data,
-            split,
-            render=config.render,
-            preprocess=config.preprocess,
-            workers=(os.cpu_count() or 1) if workers is None else workers,
-        )
+        if split == VALIDATION:
+            samples = validation_samples(config, given_data, workers)
+        else:
+            samples, _ = load_samples(
+                data, split, render=config.render, preprocess=config.preprocess, workers=workers
+            )
         if not samples:
             raise DataError(f"no samples for split {split!r}", source=str(data))
         result = evaluate_samples(
