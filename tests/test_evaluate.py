@@ -116,6 +116,29 @@ def test_greedy_option_and_batch_size(tiny_run, tiny_data, tmp_path, capsys):
     assert json.loads((tmp_path / "results.json").read_text())["splits"]["test"]["count"] == 4
 
 
+def test_beam_width_and_length_penalty_override_the_checkpoints_and_are_recorded(
+    tiny_run, tiny_data, tmp_path
+):
+    rc = main(
+        [
+            "evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--data", str(tiny_data),
+            "--split", "test", "--beam", "2", "--length-penalty", "0.5", "--device", "cpu",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    decode = json.loads((tmp_path / "results.json").read_text())["decode"]
+    assert decode["beam"] == 2 and decode["length_penalty"] == 0.5
+    assert decode["bidirectional"] is True  # the rest as the checkpoint has it
+
+
+def test_a_negative_length_penalty_is_refused_before_any_work(tiny_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--length-penalty", "-1"])
+    assert exit_info.value.code == 2
+    assert "--length-penalty: must be 0 or more, got -1" in capsys.readouterr().err
+
+
 def test_evaluate_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     rc = main(["evaluate", "--checkpoint", str(tmp_path / "bad.pt"), "--split", "2014"])

@@ -117,6 +117,16 @@ def train_main(argv: list[str], started: float | None = None) -> int:
         return 128 + signal.SIGINT
 
 
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from hmer.engine.evaluate import evaluate_checkpoint, format_table
 
@@ -125,6 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         data=args.data,
         splits=args.split,
         beam=args.beam,
+        length_penalty=args.length_penalty,
         greedy_only=args.greedy,
         batch_size=args.batch_size,
         device=args.device,
@@ -194,6 +205,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="splits to score; 'validation' is the run's own held-out slice of its training data",
     )
     p.add_argument("--beam", type=int, help="beam width (default: the checkpoint's decode.beam)")
+    p.add_argument(
+        "--length-penalty",
+        type=_not_negative,
+        help="beam scores are log p / (length + 1) ** this (default: the checkpoint's)",
+    )
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
     p.add_argument("--batch-size", type=int, help="max expressions per batch")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -288,6 +288,7 @@ def evaluate_checkpoint(
     data: str | Path | None = None,
     splits: Sequence[str] = ("2014", "2016", "2019"),
     beam: int | None = None,
+    length_penalty: float | None = None,
     greedy_only: bool = False,
     batch_size: int | None = None,
     device: str = "auto",
@@ -302,12 +303,16 @@ def evaluate_checkpoint(
     ``data`` defaults to the CROHME InkML folder (``crohme_root()/inkml``); images are rendered and
     preprocessed with the checkpoint's own config, i.e. exactly as in training. Predictions go
     to ``out_dir`` (default: beside the checkpoint) as TSV, with ``results.json``.
-    ``workers``: processes rendering InkML (None: all cores).
+    ``beam`` / ``length_penalty``: override the checkpoint's ``decode`` settings, which
+    ``results.json`` records under ``"decode"``. ``workers``: processes rendering InkML (None:
+    all cores).
     """
     dev = distributed.resolve_device(device)
     model, vocab, config = load_model(checkpoint, dev)
     if beam is not None:
         config.decode.beam = beam
+    if length_penalty is not None:
+        config.decode.length_penalty = length_penalty
     given_data = data
     if data is None:
         root = crohme_root()
@@ -339,5 +344,6 @@ def evaluate_checkpoint(
         )
         results.append(result)
     out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
-    write_results(out_dir, results, extra={"checkpoint": str(checkpoint), "data": str(data)})
+    extra = {"checkpoint": str(checkpoint), "data": str(data), "decode": asdict(config.decode)}
+    write_results(out_dir, results, extra=extra)
     return results
