@@ -136,7 +136,7 @@ def test_a_negative_length_penalty_is_refused_before_any_work(tiny_run, tmp_path
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--length-penalty", "-1"])
     assert exit_info.value.code == 2
-    assert "--length-penalty: must be 0 or more, got -1" in capsys.readouterr().err
+    assert "--length-penalty: must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_evaluate_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):

@@ -11,9 +11,36 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from typing import TypeVar
 
 from hmer import __version__
 from hmer.errors import HmerError
+
+Number = TypeVar("Number", int, float)
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer above 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer, 0 or more."""
+    return _not_below_zero(int(text), text)
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a number, 0 or more (not NaN)."""
+    return _not_below_zero(float(text), text)
+
+
+def _not_below_zero(value: Number, text: str) -> Number:
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,16 +12,10 @@ import argparse
 import os
 from pathlib import Path
 
+from hmer.cli import non_negative_int
 from hmer.data.vocab import Vocab
 from hmer.errors import DataError
 from hmer.io import atomic_write_bytes
-
-
-def _workers(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _default_workers() -> int:
@@ -116,7 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--split", help="split folder name (default: INKML_DIR's name)")
     render.add_argument("--symbol-height", type=float, default=32.0, help="px per symbol (32)")
     render.add_argument("--stroke-width", type=float, default=2.0, help="pen width in px (2)")
-    render.add_argument("--workers", type=_workers, default=_default_workers(), help="processes")
+    render.add_argument(
+        "--workers", type=non_negative_int, default=_default_workers(), help="processes"
+    )
     render.add_argument("--strict", action="store_true", help="stop at the first bad file")
     render.set_defaults(func=_render)
 
@@ -129,7 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("path", help="dataset folder, .zip, or .tsv/.csv table")
     stats.add_argument("--split", help="split inside PATH (e.g. train, 2014)")
     stats.add_argument("--limit", type=int, help="only the first N samples")
-    stats.add_argument("--workers", type=_workers, default=_default_workers(), help="processes")
+    stats.add_argument(
+        "--workers", type=non_negative_int, default=_default_workers(), help="processes"
+    )
     stats.set_defaults(func=_stats)
 
     preview = data_subparsers.add_parser(
@@ -144,7 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("--n", type=int, default=16, help="samples (16)")
     preview.add_argument("--variants", type=int, default=3, help="augmented versions each (3)")
     preview.add_argument("--seed", type=int, default=0, help="which samples and augmentations")
-    preview.add_argument("--workers", type=_workers, default=0, help="processes (0)")
+    preview.add_argument("--workers", type=non_negative_int, default=0, help="processes (0)")
     preview.set_defaults(func=_preview)
 
     _register_synth(data_subparsers)

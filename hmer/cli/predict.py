@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hmer import paths
 from hmer.card import read_low_score
+from hmer.cli import positive_int
 from hmer.errors import HmerError
 from hmer.runtime.device import default_device
 from hmer.runtime.results import TABLE_FORMATS, Results, progress, progress_shown
@@ -37,13 +38,6 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".inkml")
 CHUNK = 32
 #: The argument that names standard input.
 STDIN = Path("-")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _table_path(text: str) -> Path:
@@ -365,7 +359,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: CUDA if any"
     )
-    p.add_argument("--beam", type=_positive_int, default=10, help="beam width (default 10)")
+    p.add_argument("--beam", type=positive_int, default=10, help="beam width (default 10)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from hmer.cli import non_negative_float
 from hmer.data.vocab import Vocab
 from hmer.errors import ConfigError, HmerError
 from hmer.paths import CONFIG_ALIASES, config_path, shipped_configs
@@ -117,16 +118,6 @@ def train_main(argv: list[str], started: float | None = None) -> int:
         return 128 + signal.SIGINT
 
 
-def _not_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from hmer.engine.evaluate import evaluate_checkpoint, format_table
 
@@ -207,7 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--beam", type=int, help="beam width (default: the checkpoint's decode.beam)")
     p.add_argument(
         "--length-penalty",
-        type=_not_negative,
+        type=non_negative_float,
         help="beam scores are log p / (length + 1) ** this (default: the checkpoint's)",
     )
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from hmer.cli import positive_int
 
 
 def _multiple_of_4(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value % 4:
         raise argparse.ArgumentTypeError(
             f"must be a multiple of 4 (x/y halves of sin/cos pairs), got {text}"
@@ -44,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pos-enc", help="heat maps of x-half and y-half channels of the 2D positional encoding"
     )
     pos_enc.add_argument("--out", required=True, help="image file to write (e.g. pos_enc.png)")
-    pos_enc.add_argument("--height", type=_positive_int, default=16, help="grid rows (cells)")
-    pos_enc.add_argument("--width", type=_positive_int, default=64, help="grid columns (cells)")
+    pos_enc.add_argument("--height", type=positive_int, default=16, help="grid rows (cells)")
+    pos_enc.add_argument("--width", type=positive_int, default=64, help="grid columns (cells)")
     pos_enc.add_argument("--dim", type=_multiple_of_4, default=256, help="channels")
     pos_enc.add_argument(
         "--channels", type=int, nargs="+", default=None, help="channels to draw (default: 3 x, 3 y)"

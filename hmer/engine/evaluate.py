@@ -313,23 +313,23 @@ def evaluate_checkpoint(
         config.decode.beam = beam
     if length_penalty is not None:
         config.decode.length_penalty = length_penalty
-    given_data = data
-    if data is None:
+    folder = data
+    if folder is None:
         root = crohme_root()
         if root is None:
             raise DataError("no --data given and no CROHME folder found (set HMER_CROHME)")
-        data = root / "inkml"
+        folder = root / "inkml"
     workers = (os.cpu_count() or 1) if workers is None else workers
     results = []
     for split in splits:
         if split == VALIDATION:
-            samples = validation_samples(config, given_data, workers)
+            samples = validation_samples(config, data, workers)
         else:
             samples, _ = load_samples(
-                data, split, render=config.render, preprocess=config.preprocess, workers=workers
+                folder, split, render=config.render, preprocess=config.preprocess, workers=workers
             )
         if not samples:
-            raise DataError(f"no samples for split {split!r}", source=str(data))
+            raise DataError(f"no samples for split {split!r}", source=str(folder))
         result = evaluate_samples(
             model,
             samples,
@@ -344,6 +344,6 @@ def evaluate_checkpoint(
         )
         results.append(result)
     out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
-    extra = {"checkpoint": str(checkpoint), "data": str(data), "decode": asdict(config.decode)}
+    extra = {"checkpoint": str(checkpoint), "data": str(folder), "decode": asdict(config.decode)}
     write_results(out_dir, results, extra=extra)
     return results
