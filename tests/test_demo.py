@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hmer.cli import main
 from hmer.demo import run_demo
 from hmer.errors import HmerError
 
@@ -39,6 +40,15 @@ def test_demo_checks_its_arguments_before_writing_anything(arguments, named, tmp
     out = tmp_path / "demo"
     with pytest.raises(HmerError, match=named):
         run_demo(out, **arguments)
+    assert not out.exists()
+
+
+def test_the_demo_command_refuses_a_count_below_one_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "demo"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(out), "--n-train", "0"])
+    assert exit_info.value.code == 2
+    assert "--n-train: must be a positive integer, got 0" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -132,11 +132,20 @@ def test_beam_width_and_length_penalty_override_the_checkpoints_and_are_recorded
     assert decode["bidirectional"] is True  # the rest as the checkpoint has it
 
 
-def test_a_negative_length_penalty_is_refused_before_any_work(tiny_run, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--length-penalty", "-1", "must be >= 0, got -1"),
+        ("--beam", "0", "must be a positive integer, got 0"),
+        ("--batch-size", "-2", "must be a positive integer, got -2"),
+        ("--workers", "-1", "must be >= 0, got -1"),
+    ],
+)
+def test_a_bad_decoding_option_is_refused_before_any_work(tiny_run, option, value, reason, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--length-penalty", "-1"])
+        main(["evaluate", "--checkpoint", str(tiny_run / "best.pt"), option, value])
     assert exit_info.value.code == 2
-    assert "--length-penalty: must be >= 0, got -1" in capsys.readouterr().err
+    assert f"{option}: {reason}" in capsys.readouterr().err
 
 
 def test_evaluate_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):

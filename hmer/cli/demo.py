@@ -9,12 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+from hmer.cli import positive_int
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -32,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     demo.add_argument("--budget", default="4m", help="wall-clock budget of training + scoring")
     demo.add_argument(
-        "--n-train", type=_at_least_one, default=4000, help="synthetic training expressions"
+        "--n-train", type=positive_int, default=4000, help="synthetic training expressions"
     )
     demo.add_argument(
-        "--n-test", type=_at_least_one, default=200, help="held-out synthetic expressions"
+        "--n-test", type=positive_int, default=200, help="held-out synthetic expressions"
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)

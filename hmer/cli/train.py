@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from hmer.cli import non_negative_float
+from hmer.cli import non_negative_float, non_negative_int, positive_int
 from hmer.data.vocab import Vocab
 from hmer.errors import ConfigError, HmerError
 from hmer.paths import CONFIG_ALIASES, config_path, shipped_configs
@@ -195,17 +195,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=["2014", "2016", "2019"],
         help="splits to score; 'validation' is the run's own held-out slice of its training data",
     )
-    p.add_argument("--beam", type=int, help="beam width (default: the checkpoint's decode.beam)")
+    p.add_argument(
+        "--beam", type=positive_int, help="beam width (default: the checkpoint's decode.beam)"
+    )
     p.add_argument(
         "--length-penalty",
         type=non_negative_float,
         help="beam scores are log p / (length + 1) ** this (default: the checkpoint's)",
     )
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of beam search")
-    p.add_argument("--batch-size", type=int, help="max expressions per batch")
+    p.add_argument("--batch-size", type=positive_int, help="max expressions per batch")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, help="where TSVs + results.json go (default: beside CKPT)")
-    p.add_argument("--workers", type=int, help="processes rendering InkML (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        help="processes rendering InkML; 0 renders in this process (default: all cores)",
+    )
     p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser("plot", help="draw loss / ExpRate curves of a run to PNG")
