@@ -68,6 +68,27 @@ def test_the_validation_split_rescores_the_runs_own_held_out_slice(tiny_run, tin
     assert sorted(names) == sorted(s.name for s in held_out)
 
 
+def test_the_validation_split_reads_the_runs_own_training_data_without_a_test_folder(
+    tiny_run, tiny_data, tmp_path, monkeypatch
+):
+    """A run trained on its own data scores ``--split validation`` with no --data and no CROHME
+    folder anywhere: the slice comes from the run's ``data.train``, and results.json says so."""
+    import hmer.engine.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "crohme_root", lambda: None)
+    out = tmp_path / "eval"
+    rc = main(
+        [
+            "evaluate", "--checkpoint", str(tiny_run / "best.pt"), "--split", "validation",
+            "--greedy", "--device", "cpu", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"] == str(tiny_data)
+    assert results["splits"]["validation"]["count"] > 0
+
+
 def test_the_validation_split_needs_a_run_that_held_one_out(tiny_data, tmp_path, capsys):
     from hmer.engine.train import train
 

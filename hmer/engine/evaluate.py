@@ -26,7 +26,7 @@ from hmer.data.datasets import Sample, load_samples
 from hmer.data.preprocess import to_tensor
 from hmer.data.vocab import Vocab
 from hmer.engine import distributed
-from hmer.engine.data import resolve_source, split_validation
+from hmer.engine.data import load_split, split_validation
 from hmer.errors import DataError
 from hmer.io import atomic_write_text
 from hmer.metrics import equivalence_exprate, exprate, expression_table
@@ -257,29 +257,30 @@ def format_table(results: Sequence[EvalResult]) -> str:
 VALIDATION = "validation"
 
 
-def validation_samples(config: Config, data: str | Path | None, workers: int) -> list[Sample]:
+def validation_samples(config: Config, data: str | Path | None = None) -> list[Sample]:
     """The validation slice that the run behind ``config`` held out of its training data: the
-    same formulas, drawn with its ``data.val_fraction`` and ``data.val_seed`` (and ``data.limit``),
-    from ``data`` (default: the run's ``data.train``) at its ``data.train_split``."""
+    same formulas, loaded as its training loaded them (:func:`~hmer.engine.data.load_split`) and
+    drawn with its ``data.val_fraction`` and ``data.val_seed``, from ``data`` (default: the
+    run's ``data.train``) at its ``data.train_split``."""
     if config.data.val_on_train or config.data.val_fraction <= 0:
         raise DataError(
             "this checkpoint's run held out no validation slice "
             f"(data.val_fraction={config.data.val_fraction}, "
             f"data.val_on_train={config.data.val_on_train})"
         )
-    if data is None:
-        source, sub = resolve_source(config.data.train, config.data.train_split)
-    else:
-        source, sub = Path(data), config.data.train_split
-    everything, _ = load_samples(
-        source,
-        sub,
-        render=config.render,
-        preprocess=config.preprocess,
-        workers=workers,
-        limit=config.data.limit,
-    )
+    source = config.data.train if data is None else str(data)
+    everything = load_split(config, source, config.data.train_split, limit=config.data.limit)
     return split_validation(everything, config.data.val_fraction, config.data.val_seed)[1]
+
+
+def _test_folder(data: str | Path | None) -> Path:
+    """``data``, or the CROHME InkML folder when none is given."""
+    if data is not None:
+        return Path(data)
+    root = crohme_root()
+    if root is None:
+        raise DataError("no --data given and no CROHME folder found (set HMER_CROHME)")
+    return root / "inkml"
 
 
 def evaluate_checkpoint(
@@ -313,23 +314,19 @@ def evaluate_checkpoint(
         config.decode.beam = beam
     if length_penalty is not None:
         config.decode.length_penalty = length_penalty
-    folder = data
-    if folder is None:
-        root = crohme_root()
-        if root is None:
-            raise DataError("no --data given and no CROHME folder found (set HMER_CROHME)")
-        folder = root / "inkml"
     workers = (os.cpu_count() or 1) if workers is None else workers
+    config.data.load_workers = workers  # load_split (the validation slice) reads it from here
+    folder = _test_folder(data) if any(split != VALIDATION for split in splits) else None
     results = []
     for split in splits:
         if split == VALIDATION:
-            samples = validation_samples(config, data, workers)
+            samples = validation_samples(config, data)
         else:
             samples, _ = load_samples(
                 folder, split, render=config.render, preprocess=config.preprocess, workers=workers
             )
-        if not samples:
-            raise DataError(f"no samples for split {split!r}", source=str(folder))
+            if not samples:
+                raise DataError(f"no samples for split {split!r}", source=str(folder))
         result = evaluate_samples(
             model,
             samples,
@@ -344,6 +341,7 @@ def evaluate_checkpoint(
         )
         results.append(result)
     out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
-    extra = {"checkpoint": str(checkpoint), "data": str(folder), "decode": asdict(config.decode)}
+    source = folder if folder is not None else data or config.data.train
+    extra = {"checkpoint": str(checkpoint), "data": str(source), "decode": asdict(config.decode)}
     write_results(out_dir, results, extra=extra)
     return results
