@@ -129,7 +129,9 @@ def test_log_lines_are_escaped(recognizer, capfd):
         exchange(server, b"GET /\x1b[2J HTTP/1.1\r\nHost: x\r\n\r\n")
         logged = capfd.readouterr().err
     logging.config.dictConfig(log_config())  # the log's stream again, not capfd's
-    assert "hmer serve:" in logged and '"GET /%1B%5B31mred HTTP/1.1" 404' in logged
+    # uvicorn up to 0.54 logs the path re-quoted (%1B%5B), 0.55 as the client sent it (%1b[)
+    assert "hmer serve:" in logged
+    assert re.search(r'"GET /%1[bB](\[|%5B)31mred HTTP/1\.1" 404', logged)
     assert "Invalid HTTP request" in logged and "\x1b" not in logged
     record = logging.LogRecord(
         "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', None, None
