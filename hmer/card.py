@@ -9,19 +9,35 @@ read its ``low_score`` entry to say when a reading is unlikely to be right::
                    "split": "2014", "method": "beam"}, ...}
 
 meaning: on CROHME 2014, the 512 readings that scored below -0.35 were right 4.1% of the time.
+``hmer serve`` also reads its ``calibration`` entry, the same readings in fifths by score, to
+tell how often readings scoring near any given score were right::
+
+    {"calibration": {"split": "2014", "method": "beam",
+                     "bins": [{"low": -1.1, "high": -0.49, "count": 196, "exprate": 5.1}, ...]}}
 This module imports neither torch nor timm (the CPU predict path stays light).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hmer.errors import CheckpointError
 
-__all__ = ["LowScore", "card_path", "read_card", "read_low_score"]
+T = TypeVar("T")
+
+__all__ = [
+    "LowScore",
+    "ScoreBin",
+    "ScoreBins",
+    "card_path",
+    "read_card",
+    "read_low_score",
+    "read_score_bins",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,41 @@ class LowScore:
         return (
             f"low score {score:.2f}: readings of this model scoring below {self.threshold:.2f} "
             f"were right {self.exprate:.0f}% of the time on CROHME {self.split}"
+        )
+
+
+@dataclass(frozen=True)
+class ScoreBin:
+    """The ``count`` readings scoring from ``low`` to ``high`` were right ``exprate`` % of the
+    time."""
+
+    low: float
+    high: float
+    count: int
+    exprate: float
+
+
+@dataclass(frozen=True)
+class ScoreBins:
+    """How often readings were right, by score range (``bins`` ascending, on test split
+    ``split`` decoded with ``method``)."""
+
+    bins: tuple[ScoreBin, ...]
+    split: str
+    method: str
+
+    def bin_of(self, score: float) -> ScoreBin:
+        """The bin ``score`` falls in: the last whose ``low`` it reaches (the first below all of
+        them; scores between two bins' ranges count with the lower one)."""
+        reached = [b for b in self.bins if score >= b.low]
+        return reached[-1] if reached else self.bins[0]
+
+    def note(self, score: float) -> str:
+        """A sentence for a person, e.g. on the page."""
+        found = self.bin_of(score)
+        return (
+            f"readings of this model scoring from {found.low:.2f} to {found.high:.2f} "
+            f"were right {found.exprate:.0f}% of the time on CROHME {self.split}"
         )
 
 
@@ -75,20 +126,67 @@ def read_low_score(checkpoint: str | Path | None) -> LowScore | None:
     Raises:
         CheckpointError: the entry is malformed (the message names the card and the field).
     """
-    card = read_card(checkpoint) if checkpoint is not None else None
-    entry = card.get("low_score") if card is not None else None
-    if entry is None:
-        return None
-    try:
-        return LowScore(
+    return _read_entry(
+        checkpoint,
+        "low_score",
+        "threshold, exprate, count, split and method",
+        lambda entry: LowScore(
             threshold=float(entry["threshold"]),
             exprate=float(entry["exprate"]),
             count=int(entry["count"]),
             split=str(entry["split"]),
             method=str(entry["method"]),
-        )
+        ),
+    )
+
+
+def read_score_bins(checkpoint: str | Path | None) -> ScoreBins | None:
+    """The ``calibration`` entry of ``checkpoint``'s card; None without a card, entry or path.
+
+    Raises:
+        CheckpointError: the entry is malformed or has no bins (the message names the card and
+            the field).
+    """
+    found = _read_entry(
+        checkpoint,
+        "calibration",
+        "split, method and bins of low, high, count and exprate",
+        lambda entry: ScoreBins(
+            bins=tuple(
+                sorted(
+                    (
+                        ScoreBin(
+                            low=float(b["low"]),
+                            high=float(b["high"]),
+                            count=int(b["count"]),
+                            exprate=float(b["exprate"]),
+                        )
+                        for b in entry["bins"]
+                    ),
+                    key=lambda b: b.low,
+                )
+            ),
+            split=str(entry["split"]),
+            method=str(entry["method"]),
+        ),
+    )
+    if found is not None and not found.bins:
+        raise CheckpointError(f"{card_path(checkpoint)}: calibration: no bins")
+    return found
+
+
+def _read_entry(
+    checkpoint: str | Path | None, key: str, expected: str, build: Callable[[Any], T]
+) -> T | None:
+    """``build(card[key])`` for ``checkpoint``'s card; None without a card, entry or path; a
+    CheckpointError naming the card, ``key`` and the ``expected`` fields when ``build`` fails."""
+    card = read_card(checkpoint) if checkpoint is not None else None
+    entry = card.get(key) if card is not None else None
+    if entry is None:
+        return None
+    try:
+        return build(entry)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
-            f"{card_path(checkpoint)}: low_score: expected threshold, exprate, count, split "
-            f"and method ({error!r})"
+            f"{card_path(checkpoint)}: {key}: expected {expected} ({error!r})"
         ) from error

@@ -1,5 +1,5 @@
 """Model cards: the card of NAME.pt is NAME.json beside it; its low_score entry says what a low
-score means for that model."""
+score means for that model, its calibration entry how often readings were right by score."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from hmer.card import LowScore, card_path, read_card, read_low_score
+from hmer.card import (
+    LowScore,
+    ScoreBin,
+    card_path,
+    read_card,
+    read_low_score,
+    read_score_bins,
+)
 from hmer.errors import CheckpointError
 
 
@@ -43,3 +50,48 @@ def test_a_malformed_card_is_an_error_naming_it(tmp_path, text, named):
     with pytest.raises(CheckpointError, match=named) as error:
         read_low_score(model)
     assert "model.json" in str(error.value)
+
+
+CALIBRATION = {
+    "split": "2014",
+    "method": "beam",
+    # Out of order on purpose: the reader sorts them by score.
+    "bins": [
+        {"low": -0.3, "high": -0.05, "count": 10, "exprate": 60.0},
+        {"low": -1.2, "high": -0.31, "count": 10, "exprate": 5.0},
+    ],
+}
+
+
+def test_the_calibration_tells_how_often_readings_scoring_like_one_were_right(tmp_path):
+    model = tmp_path / "model.pt"
+    assert read_score_bins(model) is None and read_score_bins(None) is None
+    card_path(model).write_text(json.dumps({"calibration": CALIBRATION}))
+    bins = read_score_bins(model)
+    assert [b.low for b in bins.bins] == [-1.2, -0.3]
+    low, high = bins.bins
+    assert low == ScoreBin(-1.2, -0.31, 10, 5.0)
+    assert bins.bin_of(-0.5) == low and bins.bin_of(-0.3) == high and bins.bin_of(-0.01) == high
+    assert bins.bin_of(-0.305) == low  # between two ranges: the lower one
+    assert bins.bin_of(-3.0) == low  # below every range: the lowest
+    assert bins.note(-0.1) == (
+        "readings of this model scoring from -0.30 to -0.05 were right 60% of the time on "
+        "CROHME 2014"
+    )
+
+
+@pytest.mark.parametrize(
+    ("calibration", "named"),
+    [
+        ({"split": "2014", "method": "beam", "bins": []}, "no bins"),
+        ({"split": "2014", "method": "beam"}, "bins"),
+        ({"split": "2014", "method": "beam", "bins": [{"low": -1, "high": 0}]}, "count"),
+        ({"split": "2014", "bins": CALIBRATION["bins"]}, "method"),
+    ],
+)
+def test_a_malformed_calibration_is_an_error_naming_the_card(tmp_path, calibration, named):
+    model = tmp_path / "model.pt"
+    card_path(model).write_text(json.dumps({"calibration": calibration}))
+    with pytest.raises(CheckpointError, match=named) as error:
+        read_score_bins(model)
+    assert "model.json" in str(error.value) and "calibration" in str(error.value)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from helpers import LABELS, paper, write_inkml
 from serve_helpers import page_strokes, png
 
-from hmer.card import LowScore
+from hmer.card import LowScore, ScoreBin, ScoreBins
 from hmer.data.latex import tokens_to_latex
 from hmer.serve import PAGE, make_app
 from hmer.serve.about import describe_model
@@ -107,7 +107,33 @@ def test_confidence_is_said_in_words_from_the_model_card(recognizer):
         if confidence == "unsure":
             assert "2% of the time" in found.json()["note"]
         else:
-            assert found.json()["note"] is None
+            assert found.json()["note"] is None  # the card gives no calibration
+
+
+def test_a_reading_that_is_not_unsure_says_how_often_such_readings_were_right(recognizer):
+    strokes = {"strokes": page_strokes(LABELS[0])}
+    low = LowScore(-50.0, exprate=2.0, count=100, split="2014", method="beam")
+    # One range below every score the model can give, one above: readings fall in the upper one.
+    bins = ScoreBins(
+        bins=(ScoreBin(-1e9, -100.0, 50, 1.0), ScoreBin(-100.0, 0.0, 50, 37.0)),
+        split="2016",
+        method="beam",
+    )
+    app = make_app(recognizer, beam=3, low_score=low, score_bins=bins)
+    found = TestClient(app).post("/predict", json=dict(strokes, alternatives=2)).json()
+    for reading in [found, *found["alternatives"]]:
+        if reading["score"] is None:
+            continue
+        assert reading["confidence"] == "sure"
+        assert reading["note"] == (
+            "readings of this model scoring from -100.00 to 0.00 were right 37% of the time on "
+            "CROHME 2016"
+        )
+    unsure = make_app(
+        recognizer, beam=3, low_score=LowScore(0.5, 2.0, 100, "2014", "beam"), score_bins=bins
+    )
+    note = TestClient(unsure).post("/predict", json=strokes).json()["note"]
+    assert note.startswith("low score") and "2% of the time" in note  # the threshold's note
 
 
 def test_the_page_is_told_when_the_model_is_a_small_starter_model(recognizer):

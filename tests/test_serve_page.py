@@ -109,7 +109,7 @@ def test_a_person_can_write_pick_copy_upload_and_paste(browser_env, recognizer, 
     assert shown["readings"] == offered  # an empty reading is no alternative
     assert shown["chosen"][0] == "true" and "true" not in shown["chosen"][1:]
     assert shown["confidence"].startswith(
-        {"sure": "Sure", "unsure": "Unsure"}[written["confidence"]]
+        {"sure": "Not flagged", "unsure": "Unsure"}[written["confidence"]]
     )
 
     picked = seen.get("picked") or shown

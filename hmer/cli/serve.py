@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import sys
 
-from hmer.card import read_card, read_low_score
+from hmer.card import read_card, read_low_score, read_score_bins
 from hmer.cli.predict import add_model_arguments, choose_engine, load_recognizer, model_file
 from hmer.errors import HmerError
 
@@ -21,7 +21,13 @@ def run_serve(args: argparse.Namespace) -> int:
     recognizer = load_recognizer(args, choose_engine(args))
     checkpoint = model_file(args)
     card = read_card(checkpoint) if checkpoint is not None else None
-    app = make_app(recognizer, beam=args.beam, low_score=read_low_score(checkpoint), card=card)
+    app = make_app(
+        recognizer,
+        beam=args.beam,
+        low_score=read_low_score(checkpoint),
+        score_bins=read_score_bins(checkpoint),
+        card=card,
+    )
     try:
         server = LocalServer(app, args.host, args.port)
     except OSError as error:  # the port is taken, the address is not this computer's

@@ -32,7 +32,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from hmer import __version__
-from hmer.card import LowScore
+from hmer.card import LowScore, ScoreBins
 from hmer.errors import DataError
 from hmer.runtime.reading import Prediction
 from hmer.serve.about import describe_model
@@ -135,6 +135,7 @@ def make_app(
     *,
     beam: int = 10,
     low_score: LowScore | None = None,
+    score_bins: ScoreBins | None = None,
     card: dict[str, Any] | None = None,
     body_timeout: float = BODY_TIMEOUT_S,
 ) -> FastAPI:
@@ -147,6 +148,8 @@ def make_app(
         beam: the search width of requests that give none.
         low_score: what a low score means for this model (its card), for ``confidence`` and
             ``note``; None: unknown.
+        score_bins: how often readings were right by score (its card), for the ``note`` of a
+            reading that is not unsure; None: unknown.
         card: the model card (:func:`hmer.card.read_card`), for ``GET /model``; None: it has none.
         body_timeout: seconds a request body may pause (then 408).
     """
@@ -187,12 +190,18 @@ def make_app(
     def reading(found: Prediction) -> Reading:
         score = found.score if math.isfinite(found.score) else None
         unsure = low_score is not None and (score is None or low_score.is_low(score))
+        if score is None:
+            note = None
+        elif unsure:
+            note = low_score.note(score)
+        else:
+            note = None if score_bins is None else score_bins.note(score)
         return Reading(
             latex=found.latex,
             tokens=found.tokens,
             score=None if score is None else round(score, 6),
             confidence=None if low_score is None else "unsure" if unsure else "sure",
-            note=low_score.note(score) if unsure and low_score and score is not None else None,
+            note=note,
             mathml=math_preview(found.latex),
         )
 

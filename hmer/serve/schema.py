@@ -81,8 +81,10 @@ class Reading(BaseModel):
 
     ``score``: the length-normalized log-probability (0 is certain; null when the model failed
     to read anything); ``confidence``: ``"unsure"`` below the model card's low-score threshold,
-    else ``"sure"``, null for a model without a card; ``note``: for an unsure reading, how often
-    such readings were right; ``mathml``: the preview, null when the LaTeX is not well-formed.
+    else ``"sure"`` (only: not below it), null for a model without a card; ``note``: how often
+    readings scoring like this one were right (below the threshold, or in the card's score range
+    of this score), null without a card or a score; ``mathml``: the preview, null when the LaTeX
+    is not well-formed.
     """
 
     latex: str
