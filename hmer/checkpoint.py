@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hmer.config import config_from_dict
+from hmer.config import apply_overrides, config_from_dict, config_to_dict
 from hmer.data.vocab import Vocab
 from hmer.errors import CheckpointError
 from hmer.io import atomic_open
@@ -152,10 +152,17 @@ def load_state_dict_checked(
 
 
 def export_weights(
-    sources: str | Path | Sequence[str | Path], dst: str | Path, dtype: torch.dtype = torch.float16
+    sources: str | Path | Sequence[str | Path],
+    dst: str | Path,
+    dtype: torch.dtype = torch.float16,
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Write the small inference file: the inference weights of ``sources`` in ``dtype``, with the
     config and vocabulary of the last one.
+
+    ``overrides`` (dotted ``KEY=VALUE``, as for training) change how the file reads images, e.g.
+    ``render.symbol_height=20`` for weights that read more at larger glyphs than they were trained
+    at; ``model.*`` describes the weights themselves and cannot be overridden (CheckpointError).
 
     Several sources are averaged tensor by tensor in fp32 (a "model soup"): meant for runs that
     continued one from another, whose weights lie in one basin. They must share the vocabulary
@@ -166,6 +173,11 @@ def export_weights(
     paths = [Path(sources)] if isinstance(sources, str | Path) else [Path(p) for p in sources]
     if not paths:
         raise CheckpointError("export_weights needs at least one checkpoint")
+    for item in overrides:
+        if item.partition("=")[0].strip().startswith("model."):
+            raise CheckpointError(
+                f"override {item!r}: model.* describes the weights; an export cannot change it"
+            )
     payloads = [load_checkpoint(path) for path in paths]
     last = payloads[-1]
     vocab = Vocab.from_dict(last["vocab"])
@@ -193,9 +205,12 @@ def export_weights(
         exported_from=", ".join(str(path) for path in paths),
         source_code_version=last["code_version"],
     )
-    return save_checkpoint(
-        dst, model=weights, config=last["config"], vocab=last["vocab"], meta=meta
-    )
+    config = last["config"]
+    if overrides:
+        source = f"{paths[-1]} (config)"
+        config = config_to_dict(apply_overrides(config_from_dict(config, source), overrides))
+        meta["config_overrides"] = list(overrides)
+    return save_checkpoint(dst, model=weights, config=config, vocab=last["vocab"], meta=meta)
 
 
 def load_model(

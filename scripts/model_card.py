@@ -128,7 +128,7 @@ def markdown(card: dict[str, Any]) -> str:
         f"{t['wall_s'] / 60:.1f} min",
         f"- Validation (greedy, {t['val_samples']} held-out training expressions, whole formulas "
         f"held out): best ExpRate {t['best_val']['exprate']:.2f} at step {t['best_val']['step']};"
-        f" curve (step, ExpRate): {t['val_curve']}",
+        " curve " + ", ".join(f"{exprate:.2f} at {step:,}" for step, exprate in t["val_curve"]),
         f"- Weights: `{card['weights']}`, fp16, {card['weights_bytes'] / 1e6:.1f} MB, sha256 "
         f"`{card['weights_sha256'][:16]}…`",
         "",

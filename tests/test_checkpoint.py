@@ -17,7 +17,7 @@ from hmer.config import config_to_dict, load_config
 from hmer.data.vocab import Vocab
 from hmer.engine.build import build_model
 from hmer.engine.rng import rng_state, set_rng_state
-from hmer.errors import CheckpointError
+from hmer.errors import CheckpointError, ConfigError
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -115,6 +115,28 @@ def test_checkpoints_of_different_models_are_not_averaged(checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=r"renamed\.pt: vocabulary mismatch"):
         export_weights([tmp_path / "renamed.pt", checkpoint], tmp_path / "soup.pt")
     assert not (tmp_path / "soup.pt").exists()
+
+
+def test_export_can_change_how_the_weights_read_images_but_not_the_model(checkpoint, tmp_path):
+    out = export_weights(
+        checkpoint,
+        tmp_path / "weights.pt",
+        overrides=["render.symbol_height=20", "preprocess.symbol_height=20", "decode.beam=4"],
+    )
+    _, _, config = load_model(out, "cpu")
+    assert config.render.symbol_height == config.preprocess.symbol_height == 20
+    assert config.decode.beam == 4
+    original = load_checkpoint(checkpoint)["config"]
+    assert original["render"]["symbol_height"] != 20  # the source is untouched
+    assert torch.load(out, weights_only=True)["meta"]["config_overrides"][0] == (
+        "render.symbol_height=20"
+    )
+
+    with pytest.raises(CheckpointError, match=r"'model.d_model=48'.*cannot change"):
+        export_weights(checkpoint, tmp_path / "other.pt", overrides=["model.d_model=48"])
+    with pytest.raises(ConfigError, match=r"render.symbol_height=-3"):
+        export_weights(checkpoint, tmp_path / "other.pt", overrides=["render.symbol_height=-3"])
+    assert not (tmp_path / "other.pt").exists()
 
 
 def test_truncated_file_is_a_checkpoint_error(checkpoint):

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 from helpers import TINY, tiny_config
 
 from hmer.cli import main
@@ -205,6 +206,10 @@ def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):
     two = [str(tiny_run / "best.pt"), str(tiny_run / "last.pt")]
     assert main(["export-weights", *two, str(tmp_path / "soup.pt")]) == 0
     assert "the average of 2" in capsys.readouterr().out
+    change = ["--set", "render.symbol_height=20", "--set", "decode.beam=2"]
+    assert main(["export-weights", *two, str(tmp_path / "big.pt"), *change]) == 0
+    config = torch.load(tmp_path / "big.pt", weights_only=True)["config"]
+    assert config["render"]["symbol_height"] == 20 and config["decode"]["beam"] == 2
 
 
 def test_model_info_prints_the_configs_model_size(capsys):

@@ -149,7 +149,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from hmer.checkpoint import export_weights
 
-    out = export_weights(args.checkpoints, args.out)
+    out = export_weights(args.checkpoints, args.out, overrides=args.set)
     averaged = f", the average of {len(args.checkpoints)}" if len(args.checkpoints) > 1 else ""
     print(f"{out} ({out.stat().st_size / 1e6:.1f} MB, fp16{averaged})")
     return 0
@@ -231,6 +231,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoints of one model; several are averaged tensor by tensor (a model soup)",
     )
     p.add_argument("out", type=Path, metavar="OUT")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the file's config, e.g. --set render.symbol_height=20 (repeatable; "
+        "model.* cannot change)",
+    )
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser("model", help="model tools")
