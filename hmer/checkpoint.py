@@ -173,11 +173,6 @@ def export_weights(
     paths = [Path(sources)] if isinstance(sources, str | Path) else [Path(p) for p in sources]
     if not paths:
         raise CheckpointError("export_weights needs at least one checkpoint")
-    for item in overrides:
-        if item.partition("=")[0].strip().startswith("model."):
-            raise CheckpointError(
-                f"override {item!r}: model.* describes the weights; an export cannot change it"
-            )
     payloads = [load_checkpoint(path) for path in paths]
     last = payloads[-1]
     vocab = Vocab.from_dict(last["vocab"])
@@ -207,8 +202,14 @@ def export_weights(
     )
     config = last["config"]
     if overrides:
-        source = f"{paths[-1]} (config)"
-        config = config_to_dict(apply_overrides(config_from_dict(config, source), overrides))
+        before = config_from_dict(config, f"{paths[-1]} (config)")
+        after = apply_overrides(before, overrides)
+        if after.model != before.model:
+            raise CheckpointError(
+                f"overrides {list(overrides)} change model.*, which describes the weights; "
+                "an export cannot change it"
+            )
+        config = config_to_dict(after)
         meta["config_overrides"] = list(overrides)
     return save_checkpoint(dst, model=weights, config=config, vocab=last["vocab"], meta=meta)
 
