@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from helpers import TINY, tiny_config
 
-from hmer.cli import main
+from hmer.cli import build_parser, main
 from hmer.engine.evaluate import EvalResult, format_table, rows_to_tsv
 from hmer.metrics import ExpressionRow
 
@@ -210,6 +211,18 @@ def test_plot_and_export_weights_commands(tiny_run, tmp_path, capsys):
     assert main(["export-weights", *two, str(tmp_path / "big.pt"), *change]) == 0
     config = torch.load(tmp_path / "big.pt", weights_only=True)["config"]
     assert config["render"]["symbol_height"] == 20 and config["decode"]["beam"] == 2
+
+
+def test_options_may_come_between_and_after_a_commands_positionals():
+    parser = build_parser()
+    soup = parser.parse_args(["export-weights", "a.pt", "b.pt", "--set", "decode.beam=2", "o.pt"])
+    assert soup.checkpoints == [Path("a.pt"), Path("b.pt")] and soup.out == Path("o.pt")
+    assert soup.set == ["decode.beam=2"]
+    run = parser.parse_args(["train", "tiny", "--out", "runs/x", "train.lr=1e-3"])
+    assert (run.config, run.out, run.overrides) == ("tiny", Path("runs/x"), ["train.lr=1e-3"])
+    info = parser.parse_args(["model", "info", "tiny", "model.d_model=32"])
+    assert (info.model_command, info.config) == ("info", "tiny")
+    assert info.overrides == ["model.d_model=32"]
 
 
 def test_model_info_prints_the_configs_model_size(capsys):

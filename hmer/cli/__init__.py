@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from collections.abc import Sequence
 from typing import TypeVar
 
 from hmer import __version__
@@ -43,8 +44,32 @@ def _not_below_zero(value: Number, text: str) -> Number:
     return value
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A parser whose leaf commands take options between and after their positionals.
+
+    Plain argparse stops filling positionals at the first option, so
+    ``hmer export-weights A.pt B.pt --set K=V OUT.pt`` or ``hmer train CONFIG --out DIR KEY=VALUE``
+    would fail with "unrecognized arguments" although ``python train.py`` accepts that order.
+    Subcommand parsers inherit this class (``add_subparsers`` defaults to the parent's class).
+    """
+
+    _intermixing = False
+
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._subparsers is not None or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        # parse_known_intermixed_args calls parse_known_args itself (up to Python 3.12)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _IntermixedParser(
         prog="hmer", description="Handwritten mathematical expressions to LaTeX."
     )
     parser.add_argument("--version", action="version", version=f"hmer {__version__}")
