@@ -44,13 +44,13 @@ def _not_below_zero(value: Number, text: str) -> Number:
     return value
 
 
-class _IntermixedParser(argparse.ArgumentParser):
+class IntermixedParser(argparse.ArgumentParser):
     """A parser whose leaf commands take options between and after their positionals.
 
     Plain argparse stops filling positionals at the first option, so
-    ``hmer export-weights A.pt B.pt --set K=V OUT.pt`` or ``hmer train CONFIG --out DIR KEY=VALUE``
-    would fail with "unrecognized arguments" although ``python train.py`` accepts that order.
-    Subcommand parsers inherit this class (``add_subparsers`` defaults to the parent's class).
+    ``hmer export-weights A.pt B.pt --set K=V OUT.pt`` or ``python train.py CONFIG --out DIR
+    KEY=VALUE`` would fail with "unrecognized arguments". Subcommand parsers inherit this class
+    (``add_subparsers`` defaults to the parent's class).
     """
 
     _intermixing = False
@@ -69,7 +69,7 @@ class _IntermixedParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _IntermixedParser(
+    parser = IntermixedParser(
         prog="hmer", description="Handwritten mathematical expressions to LaTeX."
     )
     parser.add_argument("--version", action="version", version=f"hmer {__version__}")

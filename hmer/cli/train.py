@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from hmer.cli import non_negative_float, non_negative_int, positive_int
+from hmer.cli import IntermixedParser, non_negative_float, non_negative_int, positive_int
 from hmer.data.vocab import Vocab
 from hmer.errors import ConfigError, HmerError
 from hmer.paths import CONFIG_ALIASES, config_path, shipped_configs
@@ -58,11 +58,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_train_args(argv: list[str]) -> argparse.Namespace:
     """Arguments of ``python train.py`` (options may come before or after the overrides)."""
-    parser = argparse.ArgumentParser(
-        prog="train.py", description="Train a handwritten-math recognizer."
-    )
+    parser = IntermixedParser(prog="train.py", description="Train a handwritten-math recognizer.")
     add_train_arguments(parser)
-    return parser.parse_intermixed_args(argv)
+    return parser.parse_args(argv)
 
 
 def run_train(args: argparse.Namespace, started: float | None = None) -> int:
